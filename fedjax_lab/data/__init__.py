@@ -1,0 +1,4 @@
+"""Federated data: padded client arrays, partitioners, built-in data sets and file loaders."""
+
+from fedjax_lab.data.federated import (FederatedData, example_mask, gather_clients, pack_clients, pad_clients,
+                                       to_device, unpack_clients)

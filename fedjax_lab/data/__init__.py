@@ -2,3 +2,4 @@
 
 from fedjax_lab.data.federated import (FederatedData, example_mask, gather_clients, pack_clients, pad_clients,
                                        to_device, unpack_clients)
+from fedjax_lab.data.sampling import RoundInputs, byzantine_mask, sample_client_ids, sample_round, validate_sampling

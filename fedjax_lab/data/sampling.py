@@ -1,0 +1,85 @@
+"""Cohort sampling: which clients train this round, who drops out, who is Byzantine.
+
+Everything is a jit-friendly function of a PRNG key, so a whole run of rounds can be one
+compiled `lax.scan` and the cohort changes without retracing.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_lab.data.federated import FederatedData, gather_clients
+
+
+class RoundInputs(NamedTuple):
+  """One round's cohort.
+
+  Attributes:
+    data: FederatedData of the cohort, x [C, M, ...], y [C, M], num_examples [C].
+    client_ids: [C] int32 global client ids.
+    participation: [C] bool; False for a sampled client that dropped out (never reports).
+    byzantine: [C] bool; True for clients an attack controls.
+  """
+
+  data: FederatedData
+  client_ids: jax.Array
+  participation: jax.Array
+  byzantine: jax.Array
+
+
+def validate_sampling(num_clients: int, clients_per_round: int, dropout_rate: float = 0.0) -> None:
+  """Raises ValueError, naming the config field, for an impossible cohort."""
+  if clients_per_round < 1:
+    raise ValueError(f'config.clients_per_round={clients_per_round} must be >= 1.')
+  if clients_per_round > num_clients:
+    raise ValueError(f'config.clients_per_round={clients_per_round} exceeds num_clients={num_clients}; '
+                     'lower clients_per_round or raise config.data.num_clients.')
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f'config.dropout_rate={dropout_rate} must be in [0, 1).')
+
+
+def sample_client_ids(rng, num_clients: int, clients_per_round: int) -> jax.Array:
+  """[C] int32 distinct ids drawn uniformly without replacement from range(num_clients)."""
+  if clients_per_round == num_clients:
+    return jnp.arange(num_clients, dtype=jnp.int32)
+  return jax.random.choice(rng, num_clients, (clients_per_round,), replace=False).astype(jnp.int32)
+
+
+def byzantine_mask(num_clients: int, fraction: float, seed: int = 0) -> jax.Array:
+  """[K] bool marking round(fraction * K) clients chosen by `seed` as Byzantine (fixed for a run)."""
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'config.attack.fraction={fraction} must be in [0, 1).')
+  count = int(round(fraction * num_clients))
+  order = jax.random.permutation(jax.random.key(seed), num_clients)
+  return jnp.zeros((num_clients,), bool).at[order[:count]].set(True)
+
+
+def sample_round(
+    data: FederatedData,
+    rng,
+    clients_per_round: int,
+    dropout_rate: float = 0.0,
+    byzantine: jax.Array | None = None,
+) -> RoundInputs:
+  """Samples a cohort and gathers its data (one gather per array).
+
+  Args:
+    data: the federated training data, leaves [K, ...] (device arrays for use under jit).
+    rng: PRNG key of this round.
+    clients_per_round: C.
+    dropout_rate: probability that a sampled client never reports.
+    byzantine: optional [K] bool mask of Byzantine clients.
+
+  Returns:
+    RoundInputs with leaves [C, ...].
+  """
+  sample_key, dropout_key = jax.random.split(rng)
+  num_clients = data.num_examples.shape[0]
+  ids = sample_client_ids(sample_key, num_clients, clients_per_round)
+  participation = jax.random.uniform(dropout_key, (clients_per_round,)) >= dropout_rate
+  cohort_byzantine = (jnp.zeros((clients_per_round,), bool) if byzantine is None
+                      else jnp.take(byzantine, ids))
+  return RoundInputs(gather_clients(data, ids), ids, participation, cohort_byzantine)

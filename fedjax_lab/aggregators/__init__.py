@@ -1,3 +1,10 @@
 """Aggregators of stacked client updates."""
 
 from fedjax_lab.aggregators.base import Aggregator, mean, weighted_mean
+# Robust aggregators (issue #6).
+from fedjax_lab.aggregators.clipping import CenteredClippingState, centered_clipping, norm_bounded_mean
+from fedjax_lab.aggregators.coordinatewise import median, trimmed_mean
+from fedjax_lab.aggregators.geometric_median import geometric_median
+from fedjax_lab.aggregators.krum import bulyan, krum, multi_krum
+from fedjax_lab.aggregators.robust import (ROBUST_AGGREGATORS, check_byzantine_fraction,
+                                           get_robust_aggregator, num_byzantine)

@@ -53,6 +53,7 @@ def fedavg(
     placement: str = 'auto',
     chunk_size: int | None = None,
     mesh=None,
+    client_lr_schedule: Callable[[jax.Array], jax.Array] | None = None,
     name: str = 'fedavg',
 ) -> Algorithm:
   """Builds FedAvg (or FedProx with prox_mu > 0, FedOpt with any optax server optimizer).
@@ -70,6 +71,8 @@ def fedavg(
     data_attack: `fn(round_inputs, rng) -> round_inputs`, poisons Byzantine clients' data.
     prox_mu: FedProx's mu.
     placement, chunk_size, mesh: see `fedjax_lab.clients.placement`.
+    client_lr_schedule: optional `round -> scale` multiplying every local update (a decaying
+      client step size, e.g. lambda r: 1 / (1 + decay * r)); traced, so it never recompiles.
     name: reported name.
 
   Returns:
@@ -89,10 +92,10 @@ def fedavg(
         round=jnp.zeros((), jnp.int32),
     )
 
-  def per_client(params, client):
+  def per_client(shared, client):
+    params, lr_scale = shared
     data, key = client
-    out = client_update(params, data, key)
-    return out
+    return client_update(params, data, key, lr_scale=lr_scale)
 
   def step(state: ServerState, inputs: RoundInputs, rng):
     attack_key, train_key, transform_key, aggregate_key = jax.random.split(rng, 4)
@@ -101,17 +104,20 @@ def fedavg(
     data = inputs.data
     weights = data.num_examples.astype(jnp.float32) * inputs.participation.astype(jnp.float32)
     clients = (local_lib.ClientData(data.x, data.y, data.num_examples), client_keys(train_key, inputs.client_ids))
+    lr_scale = (jnp.ones((), jnp.float32) if client_lr_schedule is None
+                else jnp.asarray(client_lr_schedule(state.round), jnp.float32))
+    shared = (state.params, lr_scale)
     total_weight = jnp.sum(weights)
     safe_total = jnp.where(total_weight > 0, total_weight, 1.0)
 
     if streaming:
-      sums = placement_lib.weighted_sum_clients(per_client, state.params, clients, weights, placement,
+      sums = placement_lib.weighted_sum_clients(per_client, shared, clients, weights, placement,
                                                 chunk_size, mesh)
       update = jax.tree.map(lambda s: s / safe_total, sums.delta)
       train_loss = sums.loss / safe_total
       aggregator_state, transform_state = state.aggregator_state, state.transform_state
     else:
-      outputs = placement_lib.map_clients(per_client, state.params, clients, placement, chunk_size, mesh)
+      outputs = placement_lib.map_clients(per_client, shared, clients, placement, chunk_size, mesh)
       deltas = outputs.delta
       ctx = make_context(weights, transform_key, state.params, inputs.client_ids, inputs.byzantine, state.round)
       transform_state = state.transform_state
@@ -128,6 +134,7 @@ def fedavg(
     model_bytes = tree_bytes(state.params)
     metrics = {
         'train_loss': train_loss,
+        'client_lr_scale': lr_scale,
         'participants': participants,
         'bytes_down': jnp.asarray(inputs.client_ids.shape[0] * model_bytes, jnp.float32),
         'bytes_up': participants.astype(jnp.float32) * model_bytes,

@@ -99,8 +99,10 @@ def local_sgd(
     prox_mu: FedProx's proximal weight mu: adds mu/2 ||w - w_global||^2 to the local objective.
 
   Returns:
-    client_update(params, client_data, rng, correction=None) -> ClientOutput. `correction`, a
-    pytree like params, is added to every stochastic gradient (SCAFFOLD's c - c_i).
+    client_update(params, client_data, rng, correction=None, lr_scale=1.0) -> ClientOutput.
+    `correction`, a pytree like params, is added to every stochastic gradient (SCAFFOLD's
+    c - c_i); `lr_scale` (a scalar array) multiplies every local update, which for SGD scales the
+    client learning rate (a per-round decay without recompiling).
   """
   validate_local_args(local_epochs, batch_size, max_examples)
   if prox_mu < 0:
@@ -116,7 +118,7 @@ def local_sgd(
 
   grad_fn = jax.grad(objective, has_aux=True)
 
-  def client_update(params, data: ClientData, rng, correction=None) -> ClientOutput:
+  def client_update(params, data: ClientData, rng, correction=None, lr_scale=1.0) -> ClientOutput:
     global_params = params
     epoch_keys = jax.random.split(rng, local_epochs)
     orders, masks = jax.vmap(lambda k: _epoch_batches(k, data.num_examples, max_examples, batch_size))(epoch_keys)
@@ -131,6 +133,7 @@ def local_sgd(
       if correction is not None:
         grads = jax.tree.map(jnp.add, grads, correction)
       updates, new_opt_state = optimizer.update(grads, opt_state, params)
+      updates = jax.tree.map(lambda u: u * lr_scale, updates)
       new_params = optax.apply_updates(params, updates)
       active = jnp.any(mask)
       keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(active, a, b), new, old)

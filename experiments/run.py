@@ -1,0 +1,44 @@
+r"""Runs one experiment from a config file: the only module that defines flags.
+
+  python -m experiments.run --config=configs/fedavg_mnist1d.py --workdir=runs/fedavg
+  python -m experiments.run --config=configs/fedavg_mnist1d.py:smoke --workdir=/tmp/x \
+      --config.rounds=50 --config.data.alpha=0.1
+
+Several hosts (one process per host, or several processes on one machine for testing):
+
+  python -m experiments.run --config=... --workdir=... \
+      --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from fedjax_lab.runner import train
+from fedjax_lab.runtime import distributed
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/NAME.py[:arg]).',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder: config, metrics, checkpoints, summary.')
+_COORDINATOR = flags.DEFINE_string('coordinator_address', None,
+                                   'host:port of process 0, for multi-process runs (jax.distributed).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes in a multi-process run.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index in a multi-process run.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if _COORDINATOR.value:
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  summary = train.run(_CONFIG.value, _WORKDIR.value)
+  final = summary['final']
+  logging.info('Finished %d rounds in %.1f s: %s', summary['rounds'], summary['seconds'],
+               {k: v for k, v in final.items() if k.startswith(('test_', 'train_'))})
+  print({k: v for k, v in final.items() if k.startswith(('round', 'test_', 'train_'))})
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,240 @@
+"""From a config to the pieces of a run: small explicit registries of name -> builder.
+
+Every builder validates its config fields and raises ValueError naming the field before anything
+is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete example):
+
+  config.seed, config.rounds, config.clients_per_round, config.dropout_rate, config.placement,
+  config.chunk_size, config.num_devices
+  config.data:       name + keyword arguments of `fedjax_lab.data.datasets.load_dataset`
+  config.model:      name (+ hidden, ... keyword arguments of the model builder)
+  config.algorithm:  name, client_lr, server_optimizer, server_lr, local_epochs, batch_size, ...
+  config.aggregator: name (+ its arguments)
+  config.attack, config.compression, config.dp: optional sections, name='none' switches them off
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import optax
+
+from fedjax_lab import aggregators as aggregators_lib
+from fedjax_lab import transforms as transforms_lib
+from fedjax_lab.algorithms.base import Algorithm
+from fedjax_lab.algorithms.fedavg import fedavg, fedsgd
+from fedjax_lab.algorithms.scaffold import scaffold
+from fedjax_lab.data import sampling
+from fedjax_lab.models import models as models_lib
+
+ConfigDict = ml_collections.ConfigDict
+
+
+def _section(config: ConfigDict, name: str) -> ConfigDict:
+  return config.get(name) or ConfigDict({'name': 'none'})
+
+
+def _kwargs(section: ConfigDict, exclude=('name',)) -> dict[str, Any]:
+  return {k: v for k, v in section.to_dict().items() if k not in exclude}
+
+
+# ---------------------------------------------------------------------------------------------
+# Data and model.
+
+
+def build_dataset(config: ConfigDict):
+  """Loads `config.data.name` with the section's other fields as keyword arguments."""
+  from fedjax_lab.data import datasets  # imported lazily: it pulls in scikit-learn and mnist1d.
+  kwargs = _kwargs(config.data)
+  kwargs.setdefault('seed', config.seed)
+  return datasets.load_dataset(config.data.name, **kwargs)
+
+
+def build_model(config: ConfigDict, input_shape, num_classes: int) -> models_lib.Model:
+  section = config.model
+  kwargs = _kwargs(section)
+  if 'hidden' in kwargs:
+    kwargs['hidden'] = tuple(kwargs['hidden'])
+  if 'features' in kwargs:
+    kwargs['features'] = tuple(kwargs['features'])
+  return models_lib.get_model(section.name, tuple(input_shape), num_classes, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Server optimizers (FedOpt, Reddi et al. 2021).
+
+SERVER_OPTIMIZERS: dict[str, Callable[[ConfigDict], optax.GradientTransformation]] = {
+    'sgd': lambda a: optax.sgd(a.server_lr),
+    'momentum': lambda a: optax.sgd(a.server_lr, momentum=a.get('server_momentum', 0.9)),
+    'adam': lambda a: optax.adam(a.server_lr, b1=a.get('server_b1', 0.9), b2=a.get('server_b2', 0.99),
+                                 eps=a.get('server_eps', 1e-3)),
+    'yogi': lambda a: optax.yogi(a.server_lr, b1=a.get('server_b1', 0.9), b2=a.get('server_b2', 0.99),
+                                 eps=a.get('server_eps', 1e-3)),
+    'adagrad': lambda a: optax.adagrad(a.server_lr, eps=a.get('server_eps', 1e-3)),
+}
+
+CLIENT_OPTIMIZERS: dict[str, Callable[[ConfigDict], optax.GradientTransformation]] = {
+    'sgd': lambda a: optax.sgd(a.client_lr, momentum=a.get('client_momentum') or None),
+    'adam': lambda a: optax.adam(a.client_lr),
+}
+
+
+def build_server_optimizer(section: ConfigDict) -> optax.GradientTransformation:
+  name = section.get('server_optimizer', 'sgd')
+  if name not in SERVER_OPTIMIZERS:
+    raise ValueError(f'Unknown config.algorithm.server_optimizer={name!r}; choose one of {sorted(SERVER_OPTIMIZERS)}.')
+  if section.get('server_lr', 1.0) <= 0:
+    raise ValueError(f'config.algorithm.server_lr={section.server_lr} must be > 0.')
+  return SERVER_OPTIMIZERS[name](section)
+
+
+def build_client_optimizer(section: ConfigDict) -> optax.GradientTransformation:
+  name = section.get('client_optimizer', 'sgd')
+  if name not in CLIENT_OPTIMIZERS:
+    raise ValueError(f'Unknown config.algorithm.client_optimizer={name!r}; choose one of {sorted(CLIENT_OPTIMIZERS)}.')
+  if section.client_lr <= 0:
+    raise ValueError(f'config.algorithm.client_lr={section.client_lr} must be > 0.')
+  return CLIENT_OPTIMIZERS[name](section)
+
+
+def client_lr_schedule(section: ConfigDict) -> Callable | None:
+  """`round -> scale` from config.algorithm.client_lr_decay ('none', 'inverse', 'inverse_sqrt', 'step')."""
+  kind = section.get('client_lr_decay', 'none')
+  rate = section.get('client_lr_decay_rate', 0.0)
+  if kind == 'none':
+    return None
+  if rate < 0:
+    raise ValueError(f'config.algorithm.client_lr_decay_rate={rate} must be >= 0.')
+  if kind == 'inverse':  # eta_r = eta / (1 + rate * r), the O(1/r) decay of Li et al. (2020)
+    return lambda r: 1.0 / (1.0 + rate * r)
+  if kind == 'inverse_sqrt':
+    return lambda r: 1.0 / (1.0 + rate * r) ** 0.5
+  if kind == 'step':  # halve every `client_lr_decay_every` rounds
+    every = section.get('client_lr_decay_every', 100)
+    return lambda r: 0.5 ** (r // every)
+  raise ValueError(f'Unknown config.algorithm.client_lr_decay={kind!r}; '
+                   "choose 'none', 'inverse', 'inverse_sqrt' or 'step'.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregators, transforms and attacks. Implementations live in their packages; the names here
+# are what configs use.
+
+
+def _aggregator_registry() -> dict[str, Callable[..., aggregators_lib.Aggregator]]:
+  registry = {'mean': lambda **kw: aggregators_lib.mean()}
+  registry.update(getattr(aggregators_lib, 'AGGREGATORS', {}))
+  return registry
+
+
+def build_aggregator(config: ConfigDict, clients_per_round: int) -> aggregators_lib.Aggregator:
+  section = _section(config, 'aggregator')
+  name = section.get('name', 'mean')
+  if name in ('none', None):
+    name = 'mean'
+  registry = _aggregator_registry()
+  if name not in registry:
+    raise ValueError(f'Unknown config.aggregator.name={name!r}; choose one of {sorted(registry)}.')
+  kwargs = _kwargs(section)
+  return registry[name](num_clients=clients_per_round, **kwargs)
+
+
+def build_transform(config: ConfigDict, num_params: int, num_clients: int):
+  """Chains the configured update transforms: update attack, compression, local DP noise.
+
+  Returns None when nothing is configured, which lets a mean aggregator stream.
+  """
+  parts = []
+  attack = _section(config, 'attack')
+  if attack.get('name', 'none') != 'none':
+    from fedjax_lab import attacks
+    update_attack = attacks.build_update_attack(attack, clients_per_round=config.clients_per_round)
+    if update_attack is not None:
+      parts.append(update_attack)
+  compression = _section(config, 'compression')
+  if compression.get('name', 'none') != 'none':
+    from fedjax_lab.transforms import compression as compression_lib
+    parts.append(compression_lib.build(compression, num_params=num_params, num_clients=num_clients))
+  preagg = _section(config, 'preaggregation')
+  if preagg.get('name', 'none') != 'none':
+    from fedjax_lab.transforms import preaggregation
+    parts.append(preaggregation.build(preagg, clients_per_round=config.clients_per_round))
+  dp = _section(config, 'dp')
+  if dp.get('name', 'none') == 'local':
+    from fedjax_lab.privacy import dp as dp_lib
+    parts.append(dp_lib.build_local_dp(dp))
+  if not parts:
+    return None
+  return parts[0] if len(parts) == 1 else transforms_lib.chain(*parts)
+
+
+def build_data_attack(config: ConfigDict, num_classes: int):
+  attack = _section(config, 'attack')
+  if attack.get('name', 'none') == 'none':
+    return None
+  from fedjax_lab import attacks
+  return attacks.build_data_attack(attack, num_classes=num_classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Algorithms.
+
+FEDAVG_FAMILY = ('fedavg', 'fedprox', 'fedsgd', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad')
+_FEDOPT_SERVER = {'fedavgm': 'momentum', 'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
+ALGORITHMS = FEDAVG_FAMILY + ('scaffold',)
+
+
+def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh) -> Algorithm:
+  """Builds the configured algorithm over `train_data` (a FederatedData)."""
+  section = config.algorithm
+  name = section.name
+  if name not in ALGORITHMS:
+    raise ValueError(f'Unknown config.algorithm.name={name!r}; choose one of {sorted(ALGORITHMS)}.')
+  if name in _FEDOPT_SERVER and section.get('server_optimizer', 'sgd') == 'sgd':
+    section = ConfigDict(section.to_dict())
+    section.server_optimizer = _FEDOPT_SERVER[name]
+  server_optimizer = build_server_optimizer(section)
+  max_examples = train_data.max_examples
+  common = dict(placement=config.get('placement', 'auto'), chunk_size=config.get('chunk_size') or None, mesh=mesh)
+  num_params = models_lib.num_params(model.init(jax.random.key(0)))
+  if name == 'scaffold':
+    return scaffold(model, section.client_lr, server_optimizer, section.local_epochs, section.batch_size,
+                    max_examples, train_data.num_clients, **common)
+  aggregator = build_aggregator(config, config.clients_per_round)
+  transform = build_transform(config, num_params, train_data.num_clients)
+  data_attack = build_data_attack(config, num_classes)
+  if name == 'fedsgd':
+    return fedsgd(model, server_optimizer, max_examples, aggregator=aggregator, transform=transform,
+                  data_attack=data_attack, **common)
+  prox_mu = section.get('prox_mu', 0.0)
+  if name == 'fedprox' and prox_mu <= 0:
+    raise ValueError(f'config.algorithm.prox_mu={prox_mu} must be > 0 for FedProx.')
+  return fedavg(model, build_client_optimizer(section), server_optimizer, section.local_epochs,
+                section.batch_size, max_examples, aggregator=aggregator, transform=transform,
+                data_attack=data_attack, prox_mu=prox_mu, client_lr_schedule=client_lr_schedule(section),
+                name=name, **common)
+
+
+def validate_run_config(config: ConfigDict, num_clients: int) -> None:
+  """Cheap checks of the run-level fields (the builders check their own sections)."""
+  if config.rounds < 1:
+    raise ValueError(f'config.rounds={config.rounds} must be >= 1.')
+  if config.get('eval_every', 1) < 1:
+    raise ValueError(f'config.eval_every={config.eval_every} must be >= 1.')
+  sampling.validate_sampling(num_clients, config.clients_per_round, config.get('dropout_rate', 0.0))
+  attack = _section(config, 'attack')
+  fraction = attack.get('fraction', 0.0)
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f'config.attack.fraction={fraction} must be in [0, 1).')
+
+
+def build_reporters(config: ConfigDict, num_clients: int) -> list[Callable[[int], dict]]:
+  """Host-side per-evaluation reporters, `round -> dict of extra metrics` (e.g. DP's epsilon)."""
+  reporters = []
+  dp = _section(config, 'dp')
+  if dp.get('name', 'none') != 'none':
+    from fedjax_lab.privacy import dp as dp_lib
+    reporters.append(dp_lib.epsilon_reporter(dp, clients_per_round=config.clients_per_round,
+                                             num_clients=num_clients))
+  return reporters

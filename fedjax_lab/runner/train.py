@@ -1,0 +1,213 @@
+"""`run(config, workdir)`: the library function behind experiments/run.py, tests and notebooks.
+
+A run is compiled once per block length: `eval_every` rounds (cohort sampling included) are one
+`lax.scan` inside one jitted call, so there is no host round-trip per round. Between blocks the
+runner evaluates on the test set, appends a row to metrics.jsonl, checks for divergence and
+saves a checkpoint. Restarting with the same workdir resumes from the latest checkpoint; the
+random stream of round r is `fold_in(seed_key, r)`, so a resumed run equals an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+import tqdm
+
+from fedjax_lab.clients import placement as placement_lib
+from fedjax_lab.data import sampling
+from fedjax_lab.data.federated import FederatedData
+from fedjax_lab.models import models as models_lib
+from fedjax_lab.runner import builders
+from fedjax_lab.runner.checkpoint import Checkpointer
+from fedjax_lab.runner.metrics_io import MetricsWriter
+
+
+class RunDivergedError(FloatingPointError):
+  """Raised when a training or evaluation metric stops being finite."""
+
+
+def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 1024) -> dict:
+  """Test metrics over a whole centralized set x [N, ...], y [N], in padded batches under lax.map."""
+  n = x.shape[0]
+  batch_size = min(batch_size, n)
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  xb = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape((num_batches, batch_size) + x.shape[1:])
+  yb = jnp.pad(y, [(0, pad)] + [(0, 0)] * (y.ndim - 1)).reshape((num_batches, batch_size) + y.shape[1:])
+  mb = (jnp.arange(num_batches * batch_size) < n).reshape(num_batches, batch_size)
+
+  def one(batch):
+    xs, ys, ms = batch
+    outputs = model.apply(params, xs)
+    sums = {'loss': jnp.sum(model.loss(outputs, ys) * ms)}
+    for name, fn in model.metrics.items():
+      sums[name] = jnp.sum(fn(outputs, ys) * ms)
+    return sums
+
+  totals = jax.tree.map(lambda s: jnp.sum(s, axis=0), jax.lax.map(one, (xb, yb, mb)))
+  return jax.tree.map(lambda s: s / n, totals)
+
+
+def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_rounds: int):
+  """A jitted function running `num_rounds` rounds (sampling included) as one lax.scan."""
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def run_block(state, data: FederatedData, byzantine, base_key):
+    def one_round(state, _):
+      key = jax.random.fold_in(base_key, state.round)
+      sample_key, step_key = jax.random.split(key)
+      inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate, byzantine)
+      return algorithm.step(state, inputs, step_key)
+
+    return jax.lax.scan(one_round, state, None, length=num_rounds)
+
+  return run_block
+
+
+def _check_finite(row: dict, keys=('train_loss', 'test_loss')) -> None:
+  for key in keys:
+    value = row.get(key)
+    if value is not None and not np.isfinite(value):
+      raise RunDivergedError(
+          f'Run diverged at round {row["round"]}: {key} = {value}. Lower config.algorithm.client_lr '
+          f'(or server_lr), add clipping, or check the data; the metrics up to here are in metrics.jsonl.')
+
+
+def _write_json(path: str, payload: Any) -> None:
+  with open(path, 'w') as f:
+    json.dump(payload, f, indent=2, sort_keys=True, default=str)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains as configured, writing config.json, metrics.jsonl/.csv, checkpoints/ and summary.json.
+
+  Args:
+    config: see `fedjax_lab.runner.builders` for the fields (configs/*.py are complete examples).
+    workdir: output folder; if it holds a checkpoint, the run resumes from it.
+
+  Returns:
+    The summary dict (also written to workdir/summary.json).
+
+  Raises:
+    ValueError: an impossible config (before anything is compiled).
+    RunDivergedError: a loss became NaN or infinite (the message gives round and metric).
+  """
+  config = ml_collections.ConfigDict(config)
+  num_clients_hint = config.data.get('num_clients')
+  if num_clients_hint is not None:
+    sampling.validate_sampling(num_clients_hint, config.clients_per_round, config.get('dropout_rate', 0.0))
+  placement_lib.validate_placement(config.get('placement', 'auto'), config.get('chunk_size') or None)
+
+  os.makedirs(workdir, exist_ok=True)
+  dataset = builders.build_dataset(config)
+  train = dataset.train
+  builders.validate_run_config(config, train.num_clients)
+  model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
+  mesh = placement_lib.client_mesh(config.get('num_devices', 1))
+  algorithm = builders.build_algorithm(config, model, train, dataset.num_classes, mesh)
+  _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
+
+  replicated = NamedSharding(mesh, P()) if mesh is not None else None
+  put = lambda a: jax.device_put(np.asarray(a), replicated)
+  data = FederatedData(*(put(a) for a in train))
+  test_x, test_y = put(dataset.test_x), put(dataset.test_y)
+  attack = config.get('attack') or ml_collections.ConfigDict({'name': 'none'})
+  byzantine = put(sampling.byzantine_mask(train.num_clients, attack.get('fraction', 0.0) if attack.get(
+      'name', 'none') != 'none' else 0.0, seed=config.seed + 1))
+
+  seed_key = jax.random.key(config.seed)
+  init_key, base_key = jax.random.split(seed_key)
+  state = algorithm.init(jax.tree.map(put, model.init(init_key)))
+  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
+  start_round = checkpointer.latest_round()
+  if start_round is not None:
+    state = checkpointer.restore(start_round, like=state)
+    logging.info('Resuming from the checkpoint of round %d in %s', start_round, workdir)
+  start_round = int(state.round)
+  writer = MetricsWriter(workdir, start_round if start_round > 0 else None)
+  reporters = builders.build_reporters(config, train.num_clients)
+
+  evaluate = jax.jit(lambda params: evaluate_batched(model, params, test_x, test_y))
+  blocks: dict[int, Any] = {}
+  eval_every = config.get('eval_every', 1)
+  rounds = config.rounds
+  totals = {'bytes_up': 0.0, 'bytes_down': 0.0}
+  if writer.rows:
+    totals = {k: writer.rows[-1].get(f'{k}_total', 0.0) for k in totals}
+
+  def record(round_index: int, block_metrics: dict | None, seconds: float) -> dict:
+    row: dict[str, Any] = {'round': round_index}
+    if block_metrics is not None:
+      for key, values in block_metrics.items():
+        values = np.asarray(values)
+        if key in totals:
+          totals[key] += float(values.sum())
+          row[f'{key}_total'] = totals[key]
+        row[key] = float(values.mean())
+    else:
+      row.update({f'{k}_total': v for k, v in totals.items()})
+    row.update({f'test_{k}': float(v) for k, v in evaluate(state.params).items()})
+    for reporter in reporters:
+      row.update(reporter(round_index))
+    row['seconds'] = seconds
+    writer.write(row)
+    return row
+
+  start_time = time.time()
+  if start_round == 0:
+    record(0, None, 0.0)
+  progress = tqdm.tqdm(total=rounds, initial=start_round, desc=config.get('name', 'rounds'), unit='round',
+                       disable=not config.get('progress', True))
+  round_index = start_round
+  last_row: dict = writer.rows[-1] if writer.rows else {}
+  checkpoint_every = config.get('checkpoint_every', eval_every)
+  first_block_seconds = None
+  try:
+    while round_index < rounds:
+      length = min(eval_every - round_index % eval_every, rounds - round_index)
+      if length not in blocks:
+        blocks[length] = _make_block(algorithm, config.clients_per_round, config.get('dropout_rate', 0.0), length)
+      tic = time.time()
+      state, block_metrics = blocks[length](state, data, byzantine, base_key)
+      block_metrics = jax.device_get(block_metrics)
+      first_block_seconds = first_block_seconds or time.time() - tic
+      losses_seen = np.asarray(block_metrics['train_loss'])
+      if not np.all(np.isfinite(losses_seen)):
+        bad = round_index + int(np.argmax(~np.isfinite(losses_seen))) + 1
+        writer.write({'round': bad, 'train_loss': str(losses_seen[bad - round_index - 1]), 'diverged': True})
+        _check_finite({'round': bad, 'train_loss': float(losses_seen[bad - round_index - 1])})
+      round_index += length
+      last_row = record(round_index, block_metrics, time.time() - start_time)
+      _check_finite(last_row)
+      if round_index % checkpoint_every == 0 or round_index == rounds:
+        checkpointer.save(round_index, state)
+      progress.update(length)
+      progress.set_postfix({k: f'{last_row[k]:.4f}' for k in ('train_loss', 'test_accuracy') if k in last_row})
+  finally:
+    progress.close()
+    checkpointer.close()
+
+  elapsed = time.time() - start_time
+  summary = {
+      'rounds': rounds,
+      'resumed_from_round': start_round,
+      'seconds': elapsed,
+      'first_block_seconds_with_compile': first_block_seconds,
+      'num_devices': placement_lib.num_mesh_clients(mesh),
+      'placement': placement_lib.resolve_strategy(config.get('placement', 'auto')),
+      'num_params': models_lib.num_params(state.params),
+      'final': last_row,
+  }
+  _write_json(os.path.join(workdir, 'summary.json'), summary)
+  summary['params'] = state.params
+  return summary

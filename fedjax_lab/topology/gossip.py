@@ -1,0 +1,201 @@
+"""Gossip: applying a mixing matrix over the node axis of node-stacked parameters.
+
+`x` is a pytree whose leaves are [N, ...] (node i's copy of the model in row i); one gossip step
+replaces it by W_t x, i.e. x_i <- sum_j W_t[i, j] x_j, with t the step index (a traced int, so a
+time-varying schedule never recompiles). Three implementations give the same numbers:
+
+  'dense'     einsum with W [N, N]: O(N^2 P) work, one matmul; best for small N or dense graphs.
+  'sparse'    neighbour gather from padded lists: neighbors [N, D] (self first, padding repeats the
+              node itself with weight 0) and weights [N, D]: O(N D P) work, D = max degree + 1.
+  'ppermute'  ring / torus / any circulant W on a device mesh: `jax.lax.ppermute` halo exchange
+              inside `jax.shard_map` (see `fedjax_lab.topology.sharded`).
+
+'auto' picks sparse when the densest row of W has at most N / 16 non-zeros and N >= 64 (measured
+on CPU, see benchmarks/gossip_bench.py), dense otherwise.
+
+A `Gossip` keeps its arrays in `operands` and its pure function in `apply(operands, x, step)`;
+`gossip.mix(x, step)` closes over the operands (they become compile-time constants), while a caller
+that wants them as runtime arguments (the benchmark, large N) passes them to `apply` itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedjax_lab.topology.mixing import Topology
+
+PyTree = Any
+IMPLEMENTATIONS = ('auto', 'dense', 'sparse', 'ppermute')
+SPARSE_MIN_NODES = 64
+SPARSE_MAX_FILL = 1.0 / 16
+
+
+class Gossip(NamedTuple):
+  """A gossip operator.
+
+  Attributes:
+    operands: pytree of arrays `apply` reads (dense: W [T, N, N]; sparse: neighbours and weights
+      [T, N, D]; ppermute: coefficients).
+    apply: (operands, x leaves [N, ...], step [] int) -> leaves [N, ...], x_i <- sum_j W_t[i, j] x_j.
+    impl: 'dense', 'sparse' or 'ppermute'.
+    num_nodes: N.
+    period: T, the number of mixing matrices cycled.
+    num_links: directed links i <- j (i != j) used per step, summed over one period and divided by
+      T: what one gossip step sends, in models.
+  """
+
+  operands: PyTree
+  apply: Callable[[PyTree, PyTree, jax.Array], PyTree]
+  impl: str
+  num_nodes: int
+  period: int
+  num_links: float
+
+  def mix(self, x: PyTree, step: jax.Array | int = 0) -> PyTree:
+    """W_{step mod T} x over the leading axis of every leaf of x."""
+    return self.apply(self.operands, x, step)
+
+
+def _select(stack: jax.Array, step, period: int) -> jax.Array:
+  if period == 1:
+    return stack[0]
+  return jax.lax.dynamic_index_in_dim(stack, jnp.asarray(step, jnp.int32) % period, 0, keepdims=False)
+
+
+def _num_links(mixing: np.ndarray) -> float:
+  off_diagonal = (mixing > 0) & ~np.eye(mixing.shape[-1], dtype=bool)
+  return float(off_diagonal.sum() / mixing.shape[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# Dense.
+
+
+def dense_apply(operands: jax.Array, x: PyTree, step, period: int = 1) -> PyTree:
+  """x_i <- sum_j W[i, j] x_j with W = operands[step % period] [N, N]; leaves [N, ...]."""
+  matrix = _select(operands, step, period)
+
+  def one(leaf):
+    return jnp.einsum('ij,j...->i...', matrix.astype(leaf.dtype), leaf).astype(leaf.dtype)
+
+  return jax.tree.map(one, x)
+
+
+def dense_gossip(topology: Topology, dtype=jnp.float32) -> Gossip:
+  """Dense einsum gossip with the topology's mixing stack [T, N, N] (cast to `dtype`)."""
+  period = topology.period
+  operands = jnp.asarray(topology.mixing, dtype)
+  return Gossip(operands, lambda ops, x, step: dense_apply(ops, x, step, period), 'dense',
+                topology.num_nodes, period, _num_links(topology.mixing))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sparse.
+
+
+def neighbor_lists(mixing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Padded neighbour lists of a mixing stack.
+
+  Args:
+    mixing: [T, N, N] (or [N, N]).
+
+  Returns:
+    neighbors: [T, N, D] int32; slot 0 is the node itself, then the j with W[i, j] != 0 in
+      increasing order, padded with the node itself.
+    weights: [T, N, D] float64; W[i, neighbors[i, d]], 0 on padding.
+    D is one plus the largest number of off-diagonal non-zeros of any row.
+  """
+  mixing = np.asarray(mixing, np.float64)
+  if mixing.ndim == 2:
+    mixing = mixing[None]
+  period, num_nodes, _ = mixing.shape
+  links = (mixing != 0) & ~np.eye(num_nodes, dtype=bool)
+  width = 1 + int(links.sum(axis=-1).max())
+  neighbors = np.tile(np.arange(num_nodes, dtype=np.int32)[None, :, None], (period, 1, width))
+  weights = np.zeros((period, num_nodes, width))
+  nodes = np.arange(num_nodes)
+  weights[:, :, 0] = mixing[:, nodes, nodes]
+  for t in range(period):
+    rows, cols = np.nonzero(links[t])
+    # Slot of every link inside its row: its rank among the row's links (rows come out sorted).
+    starts = np.searchsorted(rows, rows, side='left')
+    slots = 1 + np.arange(rows.size) - starts
+    neighbors[t, rows, slots] = cols
+    weights[t, rows, slots] = mixing[t, rows, cols]
+  return neighbors, weights
+
+
+def sparse_apply(operands: tuple[jax.Array, jax.Array], x: PyTree, step, period: int = 1) -> PyTree:
+  """x_i <- sum_d weights[i, d] x_{neighbors[i, d]} at step % period; leaves [N, ...]."""
+  neighbors, weights = (_select(a, step, period) for a in operands)
+
+  def one(leaf):
+    w = weights.astype(leaf.dtype)
+    expand = (slice(None),) + (None,) * (leaf.ndim - 1)
+    # One gather per slot keeps memory at [N, ...] instead of materialising [N, D, ...].
+    total = w[:, 0][expand] * jnp.take(leaf, neighbors[:, 0], axis=0)
+    for d in range(1, neighbors.shape[1]):
+      total = total + w[:, d][expand] * jnp.take(leaf, neighbors[:, d], axis=0)
+    return total
+
+  return jax.tree.map(one, x)
+
+
+def sparse_gossip(topology: Topology, dtype=jnp.float32) -> Gossip:
+  """Neighbour-gather gossip from padded neighbour lists (see `neighbor_lists`)."""
+  neighbors, weights = neighbor_lists(topology.mixing)
+  period = topology.period
+  operands = (jnp.asarray(neighbors), jnp.asarray(weights, dtype))
+  return Gossip(operands, lambda ops, x, step: sparse_apply(ops, x, step, period), 'sparse',
+                topology.num_nodes, period, _num_links(topology.mixing))
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection.
+
+
+def choose_impl(topology: Topology) -> str:
+  """'sparse' when N >= 64 and no row of W has more than N/16 non-zeros, else 'dense'."""
+  fill = int((topology.mixing != 0).sum(axis=-1).max())
+  num_nodes = topology.num_nodes
+  return 'sparse' if num_nodes >= SPARSE_MIN_NODES and fill <= SPARSE_MAX_FILL * num_nodes else 'dense'
+
+
+def make_gossip(topology: Topology, impl: str = 'auto', mesh=None, dtype=jnp.float32) -> Gossip:
+  """Builds the gossip operator of a topology.
+
+  Args:
+    topology: the topology (static or time-varying).
+    impl: 'auto', 'dense', 'sparse' or 'ppermute' (needs `mesh` and a ring, torus or circulant W).
+    mesh: device mesh with a 'clients' axis, for impl='ppermute'.
+    dtype: dtype of the weights (cast to each leaf's dtype when applied).
+
+  Returns:
+    Gossip.
+  """
+  if impl not in IMPLEMENTATIONS:
+    raise ValueError(f'Unknown gossip impl={impl!r} (config.topology.gossip); choose one of {IMPLEMENTATIONS}.')
+  if impl == 'ppermute':
+    from fedjax_lab.topology import sharded  # shard_map machinery only when asked for.
+    return sharded.ppermute_gossip(topology, mesh, dtype)
+  if impl == 'auto':
+    impl = choose_impl(topology)
+  return dense_gossip(topology, dtype) if impl == 'dense' else sparse_gossip(topology, dtype)
+
+
+def consensus_error(x: PyTree) -> jax.Array:
+  """(1/N) sum_i ||x_i - mean_j x_j||^2 over all leaves [N, ...]: scalar float32."""
+  def one(leaf):
+    leaf = leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))
+    return jnp.sum(jnp.square(leaf - jnp.mean(leaf, axis=0, keepdims=True))) / leaf.shape[0]
+
+  return sum(jax.tree.leaves(jax.tree.map(one, x)))
+
+
+def node_average(x: PyTree) -> PyTree:
+  """mean_i x_i: leaves [N, ...] -> [...]."""
+  return jax.tree.map(lambda leaf: jnp.mean(leaf, axis=0), x)

@@ -79,11 +79,15 @@ def gaussian_noise(std: float = 1.0, additive: bool = False) -> Transform:
   ru.check_positive(std, 'std')
 
   def malicious(updates, ctx):
-    keys = jax.vmap(lambda i: jax.random.fold_in(ctx.rng, i))(ctx.client_ids)
     leaves, treedef = jax.tree.flatten(updates)
-    noise = []
-    for index, leaf in enumerate(leaves):
-      draw = jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(k, index), leaf.shape[1:]))(keys)
+    sizes = [math.prod(leaf.shape[1:]) for leaf in leaves]
+    # One draw of all D coordinates per client (one PRNG program to compile), then split by leaf.
+    keys = jax.vmap(lambda i: jax.random.fold_in(ctx.rng, i))(ctx.client_ids)
+    draws = jax.vmap(lambda k: jax.random.normal(k, (sum(sizes),)))(keys)
+    noise, start = [], 0
+    for leaf, size in zip(leaves, sizes):
+      draw = draws[:, start:start + size].reshape(leaf.shape)
+      start += size
       noise.append(std * draw + (leaf.astype(jnp.float32) if additive else 0.0))
     return jax.tree.unflatten(treedef, noise)
 

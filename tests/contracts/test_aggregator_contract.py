@@ -1,0 +1,126 @@
+"""The Aggregator contract, run over every aggregator: it jits, keeps shapes and dtypes, ignores
+the order of clients, does not retrace on a second call, ignores absent (weight 0) clients, and
+gives the same answer on 1 and 8 devices.
+
+To cover a new aggregator, add a builder to AGGREGATORS.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from fedjax_lab import aggregators
+from fedjax_lab.transforms import make_context
+
+NUM_CLIENTS = 16
+PARAMS = {'dense': {'kernel': jnp.zeros((3, 2)), 'bias': jnp.zeros((2,))}, 'scale': jnp.zeros(())}
+
+AGGREGATORS = {
+    'mean': lambda: aggregators.mean(),
+    'median': lambda: aggregators.median(),
+    'weighted_median': lambda: aggregators.median(weighted=True),
+    'trimmed_mean': lambda: aggregators.trimmed_mean(0.2, num_clients=NUM_CLIENTS),
+    'krum': lambda: aggregators.krum(2, num_clients=NUM_CLIENTS),
+    'multi_krum': lambda: aggregators.multi_krum(2, num_clients=NUM_CLIENTS),
+    'bulyan': lambda: aggregators.bulyan(2, num_clients=NUM_CLIENTS),
+    'geometric_median': lambda: aggregators.geometric_median(),
+    'centered_clipping': lambda: aggregators.centered_clipping(tau=1.0, iterations=2),
+    'norm_bounded_mean': lambda: aggregators.norm_bounded_mean(max_norm=1.0),
+}
+
+
+def _updates(seed, num_clients=NUM_CLIENTS, dtype=jnp.float32):
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+      lambda p: jnp.asarray(rng.normal(size=(num_clients,) + p.shape), dtype), PARAMS)
+
+
+def _weights(seed, num_clients=NUM_CLIENTS):
+  w = np.random.default_rng(seed + 100).integers(1, 10, num_clients).astype(np.float32)
+  w[[1, 6]] = 0  # two absent clients
+  return w
+
+
+def _run(name, updates, weights, mesh=None, jitted=None):
+  agg = AGGREGATORS[name]()
+  ctx = make_context(weights, jax.random.key(0), PARAMS)
+  state = agg.init(PARAMS)
+  if mesh is not None:
+    clients, replicated = NamedSharding(mesh, P('clients')), NamedSharding(mesh, P())
+    updates = jax.device_put(updates, clients)
+    ctx = jax.device_put(ctx, ctx._replace(
+        weights=clients, client_ids=clients, byzantine=clients, rng=replicated,
+        params=jax.tree.map(lambda _: replicated, PARAMS), round=replicated))
+    state = jax.device_put(state, jax.tree.map(lambda _: replicated, state))
+  return (jitted or jax.jit(agg.aggregate))(updates, state, ctx)
+
+
+def _close(a, b, tol=1e-5):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol),
+               a, b)
+
+
+@pytest.mark.parametrize('name', list(AGGREGATORS))
+def test_contract(name):
+  agg = AGGREGATORS[name]()
+  traces = []
+
+  def aggregate(updates, state, ctx):
+    traces.append(1)
+    return agg.aggregate(updates, state, ctx)
+
+  jitted = jax.jit(aggregate)
+  updates, weights = _updates(0), _weights(0)
+  state = agg.init(PARAMS)
+  ctx = make_context(weights, jax.random.key(0), PARAMS)
+  out, new_state = jitted(updates, state, ctx)
+
+  # Shapes and dtypes: one client's leaves; the state keeps its structure.
+  chex_shapes = jax.tree.map(lambda u: (u.shape[1:], u.dtype), updates)
+  assert jax.tree.map(lambda o: (o.shape, o.dtype), out) == chex_shapes
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  assert jax.tree.map(lambda s: (s.shape, s.dtype), new_state) == jax.tree.map(lambda s: (s.shape, s.dtype), state)
+
+  # A second call with new values and new weights does not retrace.
+  jitted(_updates(1), state, make_context(_weights(1), jax.random.key(1), PARAMS, round_index=1))
+  assert len(traces) == 1
+
+  # Permutation invariance: shuffling the clients (updates and weights together) changes nothing.
+  perm = np.random.default_rng(5).permutation(NUM_CLIENTS)
+  permuted, _ = jitted(jax.tree.map(lambda u: u[perm], updates), state,
+                       make_context(weights[perm], jax.random.key(0), PARAMS))
+  _close(permuted, out)
+
+  # Absent clients are excluded, not treated as zeros: replacing their rows by anything
+  # (zeros or huge values) leaves the result unchanged.
+  absent = weights == 0
+  for fill in (0.0, 1e4):
+    filled = jax.tree.map(lambda u: jnp.where(absent.reshape((-1,) + (1,) * (u.ndim - 1)), fill, u), updates)
+    _close(jitted(filled, state, ctx)[0], out)
+
+
+@pytest.mark.parametrize('name', list(AGGREGATORS))
+def test_keeps_low_precision_dtype(name):
+  updates = _updates(2, dtype=jnp.bfloat16)
+  out, _ = _run(name, updates, _weights(2))
+  assert jax.tree.map(lambda o: o.dtype, out) == jax.tree.map(lambda u: u.dtype, updates)
+
+
+# weighted_mean in aggregators/base.py contracts a client-sharded axis with jnp.tensordot, which an
+# Explicit mesh (jax.make_mesh's default) refuses ("Contracting dimensions are sharded"); the
+# engine's streaming path never hits it. Remove the mark once base.py gathers or sets out_sharding.
+_EIGHT_DEVICE_CASES = [
+    pytest.param(name, marks=pytest.mark.xfail(reason='base.weighted_mean on an Explicit mesh', strict=False))
+    if name == 'mean' else name for name in AGGREGATORS]
+
+
+@pytest.mark.parametrize('name', _EIGHT_DEVICE_CASES)
+def test_same_on_one_and_eight_devices(name):
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')
+  updates, weights = _updates(3), _weights(3)
+  one = _run(name, updates, weights)
+  eight = _run(name, updates, weights, jax.make_mesh((8,), ('clients',)))
+  _close(one, eight)

@@ -8,3 +8,4 @@ from fedjax_lab.aggregators.geometric_median import geometric_median
 from fedjax_lab.aggregators.krum import bulyan, krum, multi_krum
 from fedjax_lab.aggregators.robust import (ROBUST_AGGREGATORS, check_byzantine_fraction,
                                            get_robust_aggregator, num_byzantine)
+from fedjax_lab.aggregators.robust import AGGREGATORS  # config name -> builder(num_clients=..., **kw)

@@ -36,6 +36,21 @@ _TAKES_F = ('krum', 'multi_krum', 'bulyan')
 _TAKES_NUM_CLIENTS = ('trimmed_mean', 'krum', 'multi_krum', 'bulyan')
 
 
+def _accepting_num_clients(builder):
+  """Wraps a builder that has no breakdown condition so it accepts (and ignores) num_clients."""
+  def build(num_clients: int | None = None, **kwargs):
+    return builder(**kwargs)
+  build.__doc__ = builder.__doc__
+  return build
+
+
+# name -> builder(num_clients=clients_per_round, **config.aggregator fields): what the runner uses.
+AGGREGATORS: dict[str, Callable[..., Aggregator]] = {
+    name: (builder if name in _TAKES_NUM_CLIENTS else _accepting_num_clients(builder))
+    for name, builder in ROBUST_AGGREGATORS.items()
+}
+
+
 def num_byzantine(byzantine_fraction: float, clients_per_round: int) -> int:
   """f = ceil(fraction * n), with a small tolerance so 0.2 * 10 is 2, not 3."""
   return int(math.ceil(byzantine_fraction * clients_per_round - 1e-9))

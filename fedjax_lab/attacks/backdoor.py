@@ -66,8 +66,9 @@ def stamp(x: jax.Array, trigger: Trigger) -> jax.Array:
   return jnp.where(trigger.mask, trigger.value.astype(x.dtype), x)
 
 
-def backdoor(trigger: Trigger, target_label: int, num_classes: int,
-             poison_fraction: float = 0.5) -> DataAttack:
+def backdoor(trigger: Trigger | None = None, target_label: int = 0, num_classes: int = 10,
+             poison_fraction: float = 0.5, trigger_size: int = 2,
+             trigger_value: float = 1.0) -> DataAttack:
   """Backdoor data poisoning: each Byzantine client stamps the trigger into a random
   `poison_fraction` of its examples and relabels them `target_label`, keeping the rest clean
   (so its update still looks useful).
@@ -75,10 +76,12 @@ def backdoor(trigger: Trigger, target_label: int, num_classes: int,
   Rows are chosen with keys fold_in(rng, client_id), independent of placement.
 
   Args:
-    trigger: the pattern (see `corner_trigger`).
+    trigger: the pattern (see `corner_trigger`); None: a `corner_trigger` of `trigger_size` and
+      `trigger_value`, built for the data's example shape when first traced.
     target_label: the class the backdoor should produce.
     num_classes: K.
     poison_fraction: fraction of each Byzantine client's examples poisoned, in (0, 1].
+    trigger_size, trigger_value: the default trigger's square side and pixel value.
   Returns:
     `fn(round_inputs, rng) -> round_inputs`.
   """
@@ -87,13 +90,17 @@ def backdoor(trigger: Trigger, target_label: int, num_classes: int,
   if not isinstance(poison_fraction, (int, float)) or not 0 < poison_fraction <= 1:
     raise ValueError(f'backdoor: poison_fraction={poison_fraction!r} must be in (0, 1].')
 
+  if trigger is None:
+    ru.check_int(trigger_size, 'trigger_size', 1)
+
   def attack(round_inputs, rng):
     data = round_inputs.data
+    pattern = trigger if trigger is not None else corner_trigger(data.x.shape[2:], trigger_size, trigger_value)
     keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(round_inputs.client_ids)
     chosen = jax.vmap(lambda k: jax.random.uniform(k, data.y.shape[1:2]) < poison_fraction)(keys)
     poisoned = chosen & round_inputs.byzantine[:, None]
     rows = poisoned.reshape(poisoned.shape + (1,) * (data.x.ndim - 2))
-    x = jnp.where(rows, stamp(data.x, trigger), data.x)
+    x = jnp.where(rows, stamp(data.x, pattern), data.x)
     y = jnp.where(poisoned, jnp.asarray(target_label, data.y.dtype), data.y)
     return round_inputs._replace(data=data._replace(x=x, y=y))
 

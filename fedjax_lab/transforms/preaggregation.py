@@ -111,3 +111,21 @@ def adaptive_robust_clipping(f: int, num_clients: int | None = None) -> Transfor
 
 nnm = nearest_neighbor_mixing
 arc = adaptive_robust_clipping
+
+
+PREAGGREGATORS = {
+    'nnm': nearest_neighbor_mixing,
+    'nearest_neighbor_mixing': nearest_neighbor_mixing,
+    'arc': adaptive_robust_clipping,
+    'adaptive_robust_clipping': adaptive_robust_clipping,
+}
+
+
+def build(section, clients_per_round: int | None = None) -> Transform:
+  """The pre-aggregation transform of `config.preaggregation` (`name`: 'nnm' or 'arc', and `f`)."""
+  values = section.to_dict() if hasattr(section, 'to_dict') else dict(section)
+  name = values.pop('name', 'none')
+  if name not in PREAGGREGATORS:
+    raise ValueError(f'Unknown config.preaggregation.name={name!r}; choose one of {sorted(PREAGGREGATORS)}.')
+  values.setdefault('num_clients', clients_per_round)
+  return PREAGGREGATORS[name](**values)

@@ -8,4 +8,6 @@ from fedjax_lab.aggregators.geometric_median import geometric_median
 from fedjax_lab.aggregators.krum import bulyan, krum, multi_krum
 from fedjax_lab.aggregators.robust import (ROBUST_AGGREGATORS, check_byzantine_fraction,
                                            get_robust_aggregator, num_byzantine)
+# DP-FedAvg's central-DP aggregator (issue #5).
+from fedjax_lab.aggregators.dp import dp_mean, dp_sum
 from fedjax_lab.aggregators.robust import AGGREGATORS  # config name -> builder(num_clients=..., **kw)

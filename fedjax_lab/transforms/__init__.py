@@ -4,3 +4,6 @@ from fedjax_lab.transforms.base import RoundContext, Transform, chain, identity,
 # Pre-aggregation rules for Byzantine robustness (issue #6).
 from fedjax_lab.transforms.preaggregation import (adaptive_robust_clipping, arc,
                                                   nearest_neighbor_mixing, nnm)
+# Client-level DP: per-client clipping and Gaussian noise (issue #5).
+from fedjax_lab.transforms.clipping import clip_by_client_norm, clip_updates, client_norms
+from fedjax_lab.transforms.noise import add_client_noise, add_gaussian_noise, gaussian_noise

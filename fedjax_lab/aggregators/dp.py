@@ -1,0 +1,78 @@
+"""DP-FedAvg's server aggregation with central, client-level differential privacy.
+
+McMahan, Ramage, Talwar & Zhang (ICLR 2018), "Learning differentially private recurrent language
+models": every participating client's update is clipped to L2 norm C, the clipped updates are
+summed with *uniform* weights (an example-weighted sum would let one client's weight raise its
+sensitivity above C), Gaussian noise N(0, (sigma C)^2 I) is added to the sum, and the result is
+divided by the *expected* number of participants (their fixed-denominator estimator; dividing by
+the realised count would make the denominator itself data dependent under Poisson sampling):
+
+    update = (sum_{i participating} clip(u_i, C) + N(0, sigma^2 C^2 I)) / expected_clients_per_round
+
+`ctx.weights > 0` marks participating clients (0: dropped out or padding); the weights' values are
+otherwise ignored. The epsilon of a run comes from `fedjax_lab.privacy.accounting`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.transforms.base import RoundContext
+from fedjax_lab.transforms.clipping import clip_updates, validate_clip_norm
+from fedjax_lab.transforms.noise import add_gaussian_noise
+
+PyTree = Any
+
+
+def dp_sum(updates: PyTree, participating: jax.Array, clip_norm: float, noise_stddev: float | jax.Array,
+           rng: jax.Array) -> PyTree:
+  """Sum of the participants' clipped updates plus N(0, noise_stddev^2) per coordinate.
+
+  Args:
+    updates: pytree, leaves [C, ...].
+    participating: [C] bool.
+    clip_norm: C > 0.
+    noise_stddev: scalar, sigma * C for DP-FedAvg.
+    rng: PRNG key of the noise.
+
+  Returns:
+    pytree, leaves [...] (float32).
+  """
+  clipped, _ = clip_updates(updates, clip_norm)
+  # where, not a product: a non-participant's slot may hold garbage (inf, nan) and must not leak in.
+  keep = lambda u: jnp.where(participating.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0)
+  summed = jax.tree.map(lambda u: jnp.sum(keep(u), axis=0), clipped)
+  return add_gaussian_noise(summed, noise_stddev, rng)
+
+
+def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_round: float) -> Aggregator:
+  """DP-FedAvg's aggregator (central DP): clip, sum, add N(0, (sigma C)^2), divide by E[cohort].
+
+  Args:
+    clip_norm: C > 0, the per-client L2 bound.
+    noise_multiplier: sigma >= 0; the noise on the sum has standard deviation sigma * C.
+    expected_clients_per_round: > 0; the cohort size for fixed-size sampling, q * num_clients for
+      Poisson sampling.
+
+  Returns:
+    Aggregator (stateless, not streaming) over updates with leaves [C, ...]; uses ctx.rng and
+    ctx.weights > 0 as the participation mask. The noise on each output coordinate has standard
+    deviation sigma * C / expected_clients_per_round.
+  """
+  validate_clip_norm(clip_norm)
+  if not noise_multiplier >= 0:
+    raise ValueError(f'config.dp.noise_multiplier={noise_multiplier} must be >= 0.')
+  if not expected_clients_per_round > 0:
+    raise ValueError(f'expected_clients_per_round={expected_clients_per_round} must be > 0.')
+  noise_stddev = noise_multiplier * clip_norm
+
+  def aggregate(updates, state, ctx: RoundContext):
+    total = dp_sum(updates, ctx.weights > 0, clip_norm, noise_stddev, ctx.rng)
+    mean = jax.tree.map(lambda s, u: (s / expected_clients_per_round).astype(u.dtype), total, updates)
+    return mean, state
+
+  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming=False)

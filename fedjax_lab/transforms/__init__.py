@@ -7,3 +7,5 @@ from fedjax_lab.transforms.preaggregation import (adaptive_robust_clipping, arc,
 # Client-level DP: per-client clipping and Gaussian noise (issue #5).
 from fedjax_lab.transforms.clipping import clip_by_client_norm, clip_updates, client_norms
 from fedjax_lab.transforms.noise import add_client_noise, add_gaussian_noise, gaussian_noise
+# Update compression: quantization (+ Walsh-Hadamard rotation), top-k with error feedback (issue #7).
+from fedjax_lab.transforms.compression import quantize, topk

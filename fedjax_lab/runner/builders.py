@@ -128,7 +128,15 @@ def _aggregator_registry() -> dict[str, Callable[..., aggregators_lib.Aggregator
   return registry
 
 
-def build_aggregator(config: ConfigDict, clients_per_round: int) -> aggregators_lib.Aggregator:
+def build_aggregator(config: ConfigDict, clients_per_round: int, num_clients: int | None = None
+                     ) -> aggregators_lib.Aggregator:
+  dp = _section(config, 'dp')
+  if dp.get('name', 'none') == 'central':
+    # DP-FedAvg replaces the aggregator: clip, sum, Gaussian noise, divide by the cohort size.
+    from fedjax_lab.privacy import dp as dp_lib
+    if _section(config, 'aggregator').get('name', 'mean') not in ('mean', 'none'):
+      raise ValueError('config.dp.name="central" replaces the aggregator; set config.aggregator.name="mean".')
+    return dp_lib.build_central_dp(dp, clients_per_round, num_clients, rounds=config.rounds)
   section = _section(config, 'aggregator')
   name = section.get('name', 'mean')
   if name in ('none', None):
@@ -201,7 +209,7 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
   if name == 'scaffold':
     return scaffold(model, section.client_lr, server_optimizer, section.local_epochs, section.batch_size,
                     max_examples, train_data.num_clients, **common)
-  aggregator = build_aggregator(config, config.clients_per_round)
+  aggregator = build_aggregator(config, config.clients_per_round, train_data.num_clients)
   transform = build_transform(config, num_params, train_data.num_clients)
   data_attack = build_data_attack(config, num_classes)
   if name == 'fedsgd':
@@ -236,5 +244,5 @@ def build_reporters(config: ConfigDict, num_clients: int) -> list[Callable[[int]
   if dp.get('name', 'none') != 'none':
     from fedjax_lab.privacy import dp as dp_lib
     reporters.append(dp_lib.epsilon_reporter(dp, clients_per_round=config.clients_per_round,
-                                             num_clients=num_clients))
+                                             num_clients=num_clients, rounds=config.rounds))
   return reporters

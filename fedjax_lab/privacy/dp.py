@@ -1,0 +1,256 @@
+"""Client-level differential privacy for FedAvg: the pieces and how they wire together.
+
+Central DP (DP-FedAvg, McMahan et al. 2018): clients send clipped updates, the trusted server
+adds Gaussian noise to their sum (`fedjax_lab.aggregators.dp_mean`). Epsilon comes from the
+subsampled Gaussian mechanism over rounds (`accounting`).
+
+Local DP: each client clips *and* noises its own update before sending it (`local_dp`), so the
+server need not be trusted. A client's release is then a Gaussian mechanism on its own update:
+replacing its data moves the clipped update by up to 2C, so the effective noise multiplier is
+sigma / 2, and it composes over the rounds the client takes part in (no amplification by sampling,
+since the server sees who sent what). The server averages the noisy updates uniformly
+(`participant_mean`). Local DP needs about sqrt(cohort) times more noise for the same epsilon.
+
+Both use uniform client weights (every participant counts once), not example counts: with
+example weights a client's influence, and so the sensitivity, would exceed C.
+
+Sampling: `fedjax_lab.data.sampling.sample_round` draws a fixed-size cohort without replacement,
+accounted with `sampling='fixed_size'`. `poisson_cohort` draws a Poisson cohort instead (each
+client independently with probability q) inside a fixed-capacity array, so a compiled round keeps
+its shape; it matches `sampling='poisson'` exactly unless the binomial count exceeds the capacity,
+whose probability `poisson_capacity` bounds.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable
+
+import dp_accounting
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.dp import dp_mean
+from fedjax_lab.privacy import accounting
+from fedjax_lab.transforms.base import RoundContext, Transform, chain
+from fedjax_lab.transforms.clipping import clip_by_client_norm, validate_clip_norm
+from fedjax_lab.transforms.noise import gaussian_noise
+
+PyTree = Any
+MODES = ('central', 'local')
+
+
+def local_dp(clip_norm: float, noise_multiplier: float) -> Transform:
+  """Local DP at each client: clip to norm C, then add N(0, (sigma C)^2) per coordinate.
+
+  Args:
+    clip_norm: C > 0.
+    noise_multiplier: sigma >= 0.
+
+  Returns:
+    Transform over updates with leaves [C, ...] (stateless).
+  """
+  validate_clip_norm(clip_norm)
+  accounting.validate_noise_multiplier(noise_multiplier)
+  return chain(clip_by_client_norm(clip_norm), gaussian_noise(noise_multiplier * clip_norm))
+
+
+def participant_mean() -> Aggregator:
+  """Uniform mean over participating clients (ctx.weights > 0): what the server does under local DP."""
+
+  def aggregate(updates, state, ctx: RoundContext):
+    mask = ctx.weights > 0
+    count = jnp.maximum(jnp.sum(mask.astype(jnp.float32)), 1.0)
+    keep = lambda u: jnp.where(mask.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0)
+    mean = jax.tree.map(lambda u: (jnp.sum(keep(u), axis=0) / count).astype(u.dtype), updates)
+    return mean, state
+
+  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming=False)
+
+
+def dp_fedavg_components(clip_norm: float, noise_multiplier: float, clients_per_round: int,
+                         mode: str = 'central') -> tuple[Aggregator, Transform | None]:
+  """The (aggregator, transform) to pass to `fedjax_lab.algorithms.fedavg.fedavg` for DP-FedAvg.
+
+  Args:
+    clip_norm: C > 0.
+    noise_multiplier: sigma >= 0.
+    clients_per_round: the expected cohort size (the server's fixed denominator).
+    mode: 'central' (noise on the sum at the server) or 'local' (noise at every client).
+
+  Returns:
+    (aggregator, transform); transform is None for central DP.
+  """
+  if mode not in MODES:
+    raise ValueError(f'config.dp.mode={mode!r} must be one of {MODES}.')
+  validate_clip_norm(clip_norm)
+  accounting.validate_noise_multiplier(noise_multiplier)
+  if clients_per_round < 1:
+    raise ValueError(f'config.clients_per_round={clients_per_round} must be >= 1.')
+  if mode == 'central':
+    return dp_mean(clip_norm, noise_multiplier, clients_per_round), None
+  return participant_mean(), local_dp(clip_norm, noise_multiplier)
+
+
+def local_dp_epsilon(noise_multiplier: float, participations: int, delta: float) -> float:
+  """epsilon at delta of one client that sent `participations` locally noised updates.
+
+  Each release is a Gaussian mechanism with sensitivity 2C (replace the client's data) and noise
+  sigma C, i.e. multiplier sigma / 2; releases compose (RDP accountant, no sampling amplification).
+  """
+  accounting.validate_noise_multiplier(noise_multiplier)
+  accounting.validate_delta(delta)
+  if participations < 0:
+    raise ValueError(f'participations={participations} must be >= 0.')
+  if participations == 0:
+    return 0.0
+  if noise_multiplier == 0:
+    return math.inf
+  acc = accounting.make_accountant('fixed_size', 'rdp')  # REPLACE_ONE relation
+  acc.compose(dp_accounting.SelfComposedDpEvent(dp_accounting.GaussianDpEvent(noise_multiplier / 2),
+                                                participations))
+  return float(acc.get_epsilon(delta))
+
+
+# ----------------------------------------------------------------------------- Poisson cohorts
+
+
+def poisson_capacity(num_clients: int, sampling_probability: float, overflow_probability: float = 1e-9) -> int:
+  """Smallest cohort capacity c with P(Binomial(N, q) > c) <= overflow_probability."""
+  if not 0 < sampling_probability <= 1:
+    raise ValueError(f'sampling_probability={sampling_probability} must lie in (0, 1].')
+  capacity = int(stats.binom.isf(overflow_probability, num_clients, sampling_probability)) + 1
+  return int(min(max(capacity, 1), num_clients))
+
+
+def poisson_cohort(rng: jax.Array, num_clients: int, sampling_probability: float,
+                   capacity: int) -> tuple[jax.Array, jax.Array]:
+  """A Poisson-sampled cohort in a fixed-capacity array.
+
+  Client k draws u_k ~ U[0, 1) and joins iff u_k < q, independently of the others. The members
+  are exactly the clients with the smallest u, so the `capacity` smallest (in random order among
+  themselves) hold every member first; `participation` marks them. Exact as long as the number
+  of members does not exceed `capacity` (see `poisson_capacity`); beyond it the extra members
+  are dropped.
+
+  Args:
+    rng: PRNG key of the round.
+    num_clients: N.
+    sampling_probability: q.
+    capacity: array size of the cohort.
+
+  Returns:
+    (client_ids [capacity] int32 distinct, participation [capacity] bool).
+  """
+  if not 1 <= capacity <= num_clients:
+    raise ValueError(f'capacity={capacity} must lie in [1, num_clients={num_clients}].')
+  u = jax.random.uniform(rng, (num_clients,))
+  neg_u, ids = jax.lax.top_k(-u, capacity)
+  return ids.astype(jnp.int32), -neg_u < sampling_probability
+
+
+def empirical_inclusion(num_clients: int, sampling_probability: float, capacity: int, num_rounds: int,
+                        seed: int = 0) -> np.ndarray:
+  """[N] fraction of `num_rounds` Poisson cohorts that include each client (a test helper)."""
+  keys = jax.random.split(jax.random.key(seed), num_rounds)
+  draw = jax.jit(jax.vmap(lambda k: poisson_cohort(k, num_clients, sampling_probability, capacity)))
+  ids, part = draw(keys)
+  counts = np.zeros(num_clients)
+  np.add.at(counts, np.asarray(ids)[np.asarray(part)], 1.0)
+  return counts / num_rounds
+
+
+# ----------------------------------------------------------------------------- config wiring
+
+ENGINE_SAMPLING = 'fixed_size'  # what fedjax_lab.data.sampling.sample_round does
+
+
+def _section_value(section, name, default=None):
+  return section.get(name, default) if hasattr(section, 'get') else getattr(section, name, default)
+
+
+def resolve_noise_multiplier(section, num_clients: int | None = None, clients_per_round: int | None = None,
+                             rounds: int | None = None) -> float:
+  """sigma from `config.dp`: `noise_multiplier`, or calibrated from `target_epsilon` (> 0).
+
+  Args:
+    section: config.dp with fields noise_multiplier, or target_epsilon (+ delta, sampling,
+      accountant) to calibrate sigma for `rounds` rounds.
+    num_clients, clients_per_round, rounds: needed to calibrate (central DP only).
+
+  Returns:
+    sigma (float).
+  """
+  target = _section_value(section, 'target_epsilon', 0.0) or 0.0
+  if target:
+    if _section_value(section, 'name') == 'local':
+      raise ValueError('config.dp.target_epsilon is only supported for name="central"; set '
+                       'config.dp.noise_multiplier for local DP.')
+    if None in (num_clients, clients_per_round, rounds):
+      raise ValueError('config.dp.target_epsilon needs num_clients, clients_per_round and rounds to '
+                       'calibrate the noise multiplier.')
+    return _calibrated(float(target), int(num_clients), int(clients_per_round), int(rounds),
+                       float(_section_value(section, 'delta', 1e-5)),
+                       _section_value(section, 'sampling', ENGINE_SAMPLING),
+                       _section_value(section, 'accountant', 'rdp'))
+  sigma = _section_value(section, 'noise_multiplier')
+  if sigma is None:
+    raise ValueError('config.dp needs noise_multiplier (>= 0) or target_epsilon (> 0).')
+  accounting.validate_noise_multiplier(float(sigma))
+  return float(sigma)
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrated(target, num_clients, clients_per_round, rounds, delta, sampling, accountant) -> float:
+  return accounting.calibrate_noise_multiplier(target, num_clients, clients_per_round, rounds, delta,
+                                               sampling, accountant)
+
+
+def _check_sampling(section, engine_sampling: str) -> str:
+  sampling = _section_value(section, 'sampling', engine_sampling)
+  if sampling != engine_sampling:
+    raise ValueError(f'config.dp.sampling={sampling!r} does not match how the cohort is drawn '
+                     f'({engine_sampling!r}); the accountant would report the wrong epsilon.')
+  return sampling
+
+
+def build_central_dp(section, clients_per_round: int, num_clients: int | None = None,
+                     rounds: int | None = None, engine_sampling: str = ENGINE_SAMPLING) -> Aggregator:
+  """DP-FedAvg's aggregator from `config.dp` (name='central', clip_norm, noise_multiplier | target_epsilon)."""
+  _check_sampling(section, engine_sampling)
+  sigma = resolve_noise_multiplier(section, num_clients, clients_per_round, rounds)
+  return dp_mean(float(_section_value(section, 'clip_norm', 0.0)), sigma, clients_per_round)
+
+
+def build_local_dp(section) -> Transform:
+  """The local-DP transform from `config.dp` (name='local', clip_norm, noise_multiplier)."""
+  return local_dp(float(_section_value(section, 'clip_norm', 0.0)), resolve_noise_multiplier(section))
+
+
+def epsilon_reporter(section, clients_per_round: int, num_clients: int, rounds: int | None = None,
+                     engine_sampling: str = ENGINE_SAMPLING) -> Callable[[int], dict]:
+  """`round -> {'epsilon': ..., 'delta': ..., 'noise_multiplier': ...}` for the runner's evaluations.
+
+  Central DP: the run's epsilon after `round` rounds (accounting.compute_epsilon with the section's
+  sampling and accountant). Local DP: the epsilon of a client that took part in every one of the
+  `round` rounds (an upper bound for every client).
+  """
+  name = _section_value(section, 'name')
+  if name not in MODES:
+    raise ValueError(f'config.dp.name={name!r} must be one of {MODES} (or "none").')
+  delta = float(_section_value(section, 'delta', 1e-5))
+  accounting.validate_delta(delta)
+  sampling = _check_sampling(section, engine_sampling)
+  accountant = _section_value(section, 'accountant', 'rdp')
+  sigma = resolve_noise_multiplier(section, num_clients, clients_per_round, rounds)
+  if name == 'central':
+    accounting.validate_sampling(num_clients, clients_per_round, sampling, accountant)
+    epsilon = lambda t: accounting.compute_epsilon(sigma, num_clients, clients_per_round, t, delta, sampling,
+                                                   accountant)
+  else:
+    epsilon = lambda t: local_dp_epsilon(sigma, t, delta)
+  return lambda round_index: {'epsilon': epsilon(int(round_index)), 'delta': delta, 'noise_multiplier': sigma}

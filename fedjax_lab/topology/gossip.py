@@ -10,8 +10,9 @@ time-varying schedule never recompiles). Three implementations give the same num
   'ppermute'  ring / torus / any circulant W on a device mesh: `jax.lax.ppermute` halo exchange
               inside `jax.shard_map` (see `fedjax_lab.topology.sharded`).
 
-'auto' picks sparse when the densest row of W has at most N / 16 non-zeros and N >= 64 (measured
-on CPU, see benchmarks/gossip_bench.py), dense otherwise.
+'auto' picks sparse when N >= 64 and the densest row of W has at most N / 4 non-zeros, dense
+otherwise: on CPU the two cross near N = 64 for a ring and an exponential graph, and sparse is
+~100x faster for a ring of 1024 nodes (benchmarks/gossip_bench.py).
 
 A `Gossip` keeps its arrays in `operands` and its pure function in `apply(operands, x, step)`;
 `gossip.mix(x, step)` closes over the operands (they become compile-time constants), while a caller
@@ -31,7 +32,7 @@ from fedjax_lab.topology.mixing import Topology
 PyTree = Any
 IMPLEMENTATIONS = ('auto', 'dense', 'sparse', 'ppermute')
 SPARSE_MIN_NODES = 64
-SPARSE_MAX_FILL = 1.0 / 16
+SPARSE_MAX_FILL = 1.0 / 4
 
 
 class Gossip(NamedTuple):
@@ -60,10 +61,17 @@ class Gossip(NamedTuple):
     return self.apply(self.operands, x, step)
 
 
-def _select(stack: jax.Array, step, period: int) -> jax.Array:
+def _select(stack, step, period: int):
   if period == 1:
     return stack[0]
-  return jax.lax.dynamic_index_in_dim(stack, jnp.asarray(step, jnp.int32) % period, 0, keepdims=False)
+  return jax.lax.dynamic_index_in_dim(jnp.asarray(stack), jnp.asarray(step, jnp.int32) % period, 0,
+                                      keepdims=False)
+
+
+def _as_operand(array: np.ndarray, dtype):
+  # dtype None keeps float64 numpy weights, cast to each leaf's dtype when traced, so float64 runs
+  # (jax.enable_x64) mix with exactly doubly stochastic weights; a dtype gives device arrays.
+  return np.asarray(array) if dtype is None else jnp.asarray(array, dtype)
 
 
 def _num_links(mixing: np.ndarray) -> float:
@@ -80,15 +88,19 @@ def dense_apply(operands: jax.Array, x: PyTree, step, period: int = 1) -> PyTree
   matrix = _select(operands, step, period)
 
   def one(leaf):
-    return jnp.einsum('ij,j...->i...', matrix.astype(leaf.dtype), leaf).astype(leaf.dtype)
+    return jnp.einsum('ij,j...->i...', jnp.asarray(matrix, leaf.dtype), leaf).astype(leaf.dtype)
 
   return jax.tree.map(one, x)
 
 
-def dense_gossip(topology: Topology, dtype=jnp.float32) -> Gossip:
-  """Dense einsum gossip with the topology's mixing stack [T, N, N] (cast to `dtype`)."""
+def dense_gossip(topology: Topology, dtype=None) -> Gossip:
+  """Dense einsum gossip with the topology's mixing stack [T, N, N].
+
+  dtype None keeps the weights as float64 numpy constants cast to each leaf's dtype at trace time;
+  a dtype (e.g. jnp.float32) stores device arrays, for callers passing operands at run time.
+  """
   period = topology.period
-  operands = jnp.asarray(topology.mixing, dtype)
+  operands = _as_operand(topology.mixing, dtype)
   return Gossip(operands, lambda ops, x, step: dense_apply(ops, x, step, period), 'dense',
                 topology.num_nodes, period, _num_links(topology.mixing))
 
@@ -134,22 +146,23 @@ def sparse_apply(operands: tuple[jax.Array, jax.Array], x: PyTree, step, period:
   neighbors, weights = (_select(a, step, period) for a in operands)
 
   def one(leaf):
-    w = weights.astype(leaf.dtype)
+    w = jnp.asarray(weights, leaf.dtype)
     expand = (slice(None),) + (None,) * (leaf.ndim - 1)
     # One gather per slot keeps memory at [N, ...] instead of materialising [N, D, ...].
-    total = w[:, 0][expand] * jnp.take(leaf, neighbors[:, 0], axis=0)
+    nbrs = jnp.asarray(neighbors)
+    total = w[:, 0][expand] * jnp.take(leaf, nbrs[:, 0], axis=0)
     for d in range(1, neighbors.shape[1]):
-      total = total + w[:, d][expand] * jnp.take(leaf, neighbors[:, d], axis=0)
+      total = total + w[:, d][expand] * jnp.take(leaf, nbrs[:, d], axis=0)
     return total
 
   return jax.tree.map(one, x)
 
 
-def sparse_gossip(topology: Topology, dtype=jnp.float32) -> Gossip:
-  """Neighbour-gather gossip from padded neighbour lists (see `neighbor_lists`)."""
+def sparse_gossip(topology: Topology, dtype=None) -> Gossip:
+  """Neighbour-gather gossip from padded neighbour lists (see `neighbor_lists`; dtype as dense)."""
   neighbors, weights = neighbor_lists(topology.mixing)
   period = topology.period
-  operands = (jnp.asarray(neighbors), jnp.asarray(weights, dtype))
+  operands = (neighbors if dtype is None else jnp.asarray(neighbors), _as_operand(weights, dtype))
   return Gossip(operands, lambda ops, x, step: sparse_apply(ops, x, step, period), 'sparse',
                 topology.num_nodes, period, _num_links(topology.mixing))
 
@@ -159,20 +172,21 @@ def sparse_gossip(topology: Topology, dtype=jnp.float32) -> Gossip:
 
 
 def choose_impl(topology: Topology) -> str:
-  """'sparse' when N >= 64 and no row of W has more than N/16 non-zeros, else 'dense'."""
+  """'sparse' when N >= 64 and no row of W has more than N/4 non-zeros, else 'dense'."""
   fill = int((topology.mixing != 0).sum(axis=-1).max())
   num_nodes = topology.num_nodes
   return 'sparse' if num_nodes >= SPARSE_MIN_NODES and fill <= SPARSE_MAX_FILL * num_nodes else 'dense'
 
 
-def make_gossip(topology: Topology, impl: str = 'auto', mesh=None, dtype=jnp.float32) -> Gossip:
+def make_gossip(topology: Topology, impl: str = 'auto', mesh=None, dtype=None) -> Gossip:
   """Builds the gossip operator of a topology.
 
   Args:
     topology: the topology (static or time-varying).
     impl: 'auto', 'dense', 'sparse' or 'ppermute' (needs `mesh` and a ring, torus or circulant W).
     mesh: device mesh with a 'clients' axis, for impl='ppermute'.
-    dtype: dtype of the weights (cast to each leaf's dtype when applied).
+    dtype: None (default) keeps float64 numpy weights, cast to each leaf's dtype when traced;
+      a dtype stores device arrays (pass `operands` to `apply` at run time for large N).
 
   Returns:
     Gossip.

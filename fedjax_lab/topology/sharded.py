@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from fedjax_lab.clients.placement import CLIENT_AXIS
-from fedjax_lab.topology.gossip import Gossip, _num_links, _select
+from fedjax_lab.topology.gossip import Gossip, _as_operand, _num_links, _select
 from fedjax_lab.topology.mixing import Topology
 
 
@@ -102,13 +102,13 @@ def _check_mesh(mesh, num_nodes: int) -> int:
   return num_devices
 
 
-def ppermute_gossip(topology: Topology, mesh, dtype=jnp.float32) -> Gossip:
+def ppermute_gossip(topology: Topology, mesh, dtype=None) -> Gossip:
   """Gossip by ppermute halo exchange on `mesh`, for circulant (ring, exponential) or torus W.
 
   Args:
     topology: a topology whose every W_t is circulant, or 2-D circulant on a k x k torus.
     mesh: mesh with a 'clients' axis whose size divides N.
-    dtype: dtype of the coefficients.
+    dtype: dtype of the coefficients (None: float64 numpy, cast to each leaf's dtype).
 
   Returns:
     Gossip with impl 'ppermute'; its output leaves are sharded P('clients') on `mesh`.
@@ -123,7 +123,7 @@ def ppermute_gossip(topology: Topology, mesh, dtype=jnp.float32) -> Gossip:
     shifts = [int(s) for s in np.flatnonzero(np.any(coefficients != 0, axis=0))]
 
     def local(coeffs, leaf, step):
-      c = _select(coeffs, step, period).astype(leaf.dtype)
+      c = jnp.asarray(_select(coeffs, step, period), leaf.dtype)
       expand = (None,) * (leaf.ndim - 1)
       out = jnp.zeros_like(leaf)
       for s in shifts:
@@ -139,7 +139,7 @@ def ppermute_gossip(topology: Topology, mesh, dtype=jnp.float32) -> Gossip:
     offsets = [(int(a), int(b)) for a, b in np.argwhere(np.any(coefficients != 0, axis=0))]
 
     def local(coeffs, leaf, step):
-      c = _select(coeffs, step, period).astype(leaf.dtype)
+      c = jnp.asarray(_select(coeffs, step, period), leaf.dtype)
       size = leaf.shape[0]
       column = (jax.lax.axis_index(CLIENT_AXIS) * size + jnp.arange(size)) % side
       expand = (slice(None),) + (None,) * (leaf.ndim - 1)
@@ -159,5 +159,5 @@ def ppermute_gossip(topology: Topology, mesh, dtype=jnp.float32) -> Gossip:
     return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(CLIENT_AXIS), P()),
                          out_specs=P(CLIENT_AXIS))(operands, x, jnp.asarray(step, jnp.int32))
 
-  operands = jnp.asarray(coefficients, dtype)
+  operands = _as_operand(coefficients, dtype)
   return Gossip(operands, apply, 'ppermute', num_nodes, period, _num_links(topology.mixing))

@@ -187,6 +187,18 @@ def run_grid(grid: ml_collections.ConfigDict, outdir: str) -> list[dict[str, Any
   return cells
 
 
+def load_or_run(results: str, config_arg: str = 'quick') -> tuple[list[dict], ml_collections.ConfigDict]:
+  """Cells and grid config from a results.json; runs configs/robust_grid.py:`config_arg` into
+  the same folder first if the file does not exist (for the figure scripts)."""
+  if not os.path.exists(results):
+    from configs import robust_grid  # the repository root is on sys.path under `python -m`
+    logging.info('%s not found: running configs/robust_grid.py:%s first', results, config_arg)
+    run_grid(robust_grid.get_config(config_arg), os.path.dirname(results) or '.')
+  with open(results) as f:
+    payload = json.load(f)
+  return payload['cells'], ml_collections.ConfigDict(payload['config'])
+
+
 def _write(path, grid, cells):
   payload = {'machine': f'{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__}, '
                         f'{jax.devices()[0].platform}',

@@ -315,20 +315,18 @@ def test_same_seed_same_numbers_and_scan_equals_loop():
   model = models_lib.linear_regression((D,))
   algorithm = dec.dpsgd(model, topo_lib.make_topology('ring', N), 0.1, batch_size=3)
   state0 = algorithm.init(zeros_like_model(model))
-  s1, m1 = dec.run_steps(algorithm, state0, data, jax.random.key(5), 4)
-  s2, m2 = dec.run_steps(algorithm, state0, data, jax.random.key(5), 4)
+  s1, m1 = dec.run_steps(algorithm, state0, data, jax.random.key(5), 2)
+  s2, _ = dec.run_steps(algorithm, state0, data, jax.random.key(5), 2)
   chex_close(s1.params, s2.params)
+  # Resuming: 2 + 2 steps equal 4 steps of a plain loop (step k draws with fold_in(rng, k)).
+  s4, m4 = dec.run_steps(algorithm, s1, data, jax.random.key(5), 2)
+  assert int(s4.round) == 4
   state = state0
   step = jax.jit(algorithm.step)
   for k in range(4):
     state, metrics = step(state, data, jax.random.fold_in(jax.random.key(5), k))
-  chex_close(state.params, s1.params)
-  np.testing.assert_allclose(metrics['train_loss'], m1['train_loss'][-1], rtol=1e-5)
-  assert int(s1.round) == 4
-  # Resuming: 2 + 2 steps equal 4 steps.
-  half, _ = dec.run_steps(algorithm, state0, data, jax.random.key(5), 2)
-  rest, _ = dec.run_steps(algorithm, half, data, jax.random.key(5), 2)
-  chex_close(rest.params, s1.params)
+  chex_close(state.params, s4.params)
+  np.testing.assert_allclose(metrics['train_loss'], m4['train_loss'][-1], rtol=1e-5)
 
 
 def test_step_compiles_once():
@@ -409,3 +407,19 @@ def test_bad_topology_and_data_raise():
   data, _ = least_squares(num_nodes=8)
   with pytest.raises(ValueError, match='8 clients but the topology has 6 nodes'):
     algorithm.step(algorithm.init(zeros_like_model(model)), data, jax.random.key(0))
+
+
+def test_from_config_builds_and_validates():
+  model = models_lib.linear_regression((D,))
+  algorithm = dec.from_config({'name': 'gradient_tracking', 'learning_rate': 0.1, 'batch_size': 2},
+                              {'name': 'exponential', 'num_nodes': N, 'max_power': 1, 'gossip': 'sparse'}, model)
+  assert algorithm.name == 'gradient_tracking'
+  data, _ = least_squares()
+  state, metrics = jax.jit(algorithm.step)(algorithm.init(zeros_like_model(model)), data, jax.random.key(0))
+  assert np.isfinite(float(metrics['train_loss']))
+  with pytest.raises(ValueError, match="config.algorithm.name='fedavg'"):
+    dec.from_config({'name': 'fedavg', 'learning_rate': 0.1}, {'name': 'ring', 'num_nodes': N}, model)
+  with pytest.raises(ValueError, match='config.topology.hops'):
+    dec.from_config({'name': 'dpsgd', 'learning_rate': 0.1}, {'name': 'ring', 'num_nodes': N, 'hops': 2}, model)
+  with pytest.raises(ValueError, match='allow_disconnected=True'):
+    dec.from_config({'name': 'dpsgd', 'learning_rate': 0.1}, {'name': 'disconnected', 'num_nodes': N}, model)

@@ -33,6 +33,7 @@ gradients (w <- w - lr sum_i g_i), which the tests check.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 from typing import Any, Callable, NamedTuple
@@ -275,7 +276,8 @@ class AsyncResult(NamedTuple):
 
 
 def _ring_size(schedule: AsyncSchedule) -> int:
-  return int(schedule.staleness.max()) + 1
+  # Rounded up to a power of two so that runs with similar staleness share one compiled replay.
+  return 1 << int(schedule.staleness.max()).bit_length()
 
 
 def make_replay(loss_fn: Callable, config: AsyncConfig, ring_size: int, eval_fn: Callable | None = None,
@@ -295,11 +297,18 @@ def make_replay(loss_fn: Callable, config: AsyncConfig, ring_size: int, eval_fn:
     [U] arrays (worker int32, read_version int32, weight float32, server_step bool)).
   """
   validate_config(config)
-  lr, k = config.learning_rate, config.buffer_size
+  replay = _compiled_replay(loss_fn, config.buffer_size, ring_size, eval_fn, eval_every)
+  return functools.partial(replay, jnp.float32(config.learning_rate))
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_replay(loss_fn: Callable, buffer_size: int, ring_size: int, eval_fn: Callable | None, eval_every: int):
+  """One jitted replay per static structure; the learning rate is an argument (no recompiling)."""
+  k = buffer_size
   grad_fn = jax.value_and_grad(loss_fn)
 
   @jax.jit
-  def replay(params, worker_data, arrivals):
+  def replay(lr, params, worker_data, arrivals):
 
     def arrive(carry, arrival):
       params, ring, version, accumulated = carry

@@ -6,3 +6,4 @@ from fedjax_lab.systems.cost_model import (Network, SpeedupCurve, SyncTimeline, 
 from fedjax_lab.systems.stragglers import (StragglerModel, bernoulli, fixed, sample_slowdowns,
                                            validate_stragglers)
 from fedjax_lab.systems.timeline import KINDS, Segments, busy_fraction, sync_segments
+from fedjax_lab.systems.measure import interleaved_min_seconds, median_seconds

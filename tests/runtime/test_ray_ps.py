@@ -33,8 +33,9 @@ def _relative_error(w, w_star):
 def test_async_order_and_result_match_the_simulator(pool):
   problem = dp.least_squares_problem(64, D, noise=0.5, seed=0, condition_number=3.0)
   shards = tuple(dp.shard_data(problem.x, problem.y, 2))
-  # Worker 1 is offset by half a period, then both push every 0.2 s: pushes 0.1 s apart.
-  delays = np.array([[0.2] * 10, [0.1] + [0.2] * 9])
+  # Worker 1 is offset by half a period, then both push every 0.6 s: pushes 0.3 s apart, a margin
+  # wide enough that a loaded machine (or a late first compile) does not swap two arrivals.
+  delays = np.array([[0.6] * 10, [0.3] + [0.6] * 9])
   result = pool.run(dp.least_squares_loss, jnp.zeros(D), shards, 0.3, 8, delays=delays)
   schedule = ap.async_schedule(delays.T, 8)
   np.testing.assert_array_equal(result.worker, schedule.worker)

@@ -34,6 +34,23 @@ def tree_bytes(tree: PyTree) -> int:
   return int(sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(tree)))
 
 
+def reported_bytes_sent(transform_state: PyTree):
+  """Bytes uploaded last round as reported by a compressor's state (a `bytes_sent` field), or None.
+
+  Searches the (possibly chained) transform state; the last compressor in the chain is what was
+  actually sent.
+  """
+  found = None
+  stack = [transform_state]
+  while stack:
+    node = stack.pop(0)
+    if hasattr(node, '_fields') and 'bytes_sent' in node._fields:
+      found = node.bytes_sent
+    elif isinstance(node, (tuple, list)):
+      stack.extend(node)
+  return found
+
+
 def client_keys(rng, client_ids):
   """[C] per-client keys from a round key and global ids: the same draws under any placement."""
   return jax.vmap(lambda i: jax.random.fold_in(rng, i))(client_ids)
@@ -132,12 +149,16 @@ def fedavg(
     params = optax.apply_updates(state.params, server_updates)
     participants = jnp.sum(inputs.participation.astype(jnp.int32))
     model_bytes = tree_bytes(state.params)
+    bytes_up = participants.astype(jnp.float32) * model_bytes
+    compressed = reported_bytes_sent(transform_state)
+    if compressed is not None:  # a compressor reports what it actually put on the wire
+      bytes_up = jnp.asarray(compressed, jnp.float32)
     metrics = {
         'train_loss': train_loss,
         'client_lr_scale': lr_scale,
         'participants': participants,
         'bytes_down': jnp.asarray(inputs.client_ids.shape[0] * model_bytes, jnp.float32),
-        'bytes_up': participants.astype(jnp.float32) * model_bytes,
+        'bytes_up': bytes_up,
         'update_norm': optax.global_norm(update),
     }
     new_state = ServerState(params, opt_state, aggregator_state, transform_state, state.round + 1, state.extra)

@@ -168,3 +168,19 @@ def test_fedprox_and_fedopt_train():
     state, metrics = _train(algorithm, data, 3, 6, params)
     assert np.isfinite(float(metrics['train_loss']))
     assert not np.allclose(_flat(state), np.concatenate([np.ravel(p) for p in jax.tree.leaves(params)]))
+
+
+def test_bytes_up_counts_what_a_compressor_sent():
+  from fedjax_lab.transforms import compression
+  data = _classification_data()
+  model = models.mlp((6,), 3, hidden=(8,))
+  params = model.init(jax.random.key(0))
+  num_params = models.num_params(params)
+  plain = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, data.max_examples)
+  quantized = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, data.max_examples,
+                     transform=compression.quantize(bits=8))
+  _, full = _train(plain, data, 1, 6, params)
+  _, small = _train(quantized, data, 1, 6, params)
+  assert float(full['bytes_up']) == 6 * 4 * num_params
+  assert float(small['bytes_up']) == 6 * compression.quantize_bytes_per_client(num_params, 8)
+  assert float(small['bytes_up']) < float(full['bytes_up']) / 3

@@ -54,7 +54,15 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.staleness.lognormal_scale = 1.0
   config.staleness.exponential_scale = 1.0
 
+  # Ray parameter server on this machine (measured wall-clock; `--studies=ray`).
+  config.ray = ml_collections.ConfigDict()
+  config.ray.num_workers = 4
+  config.ray.num_updates = 200  # async arrivals; sync runs num_updates / m rounds (same gradients)
+  config.ray.delay = 0.02  # injected seconds per gradient
+  config.ray.slow_factor = 5.0  # worker 0's delay multiplier in the second pair of runs
+
   if arg == 'smoke':
+    config.ray.num_updates = 8
     config.problem.num_examples = 256
     config.problem.dim = 8
     config.num_workers = 4

@@ -11,6 +11,8 @@ Studies (one JSON file each, `WORKDIR/sync_async_<study>.json`):
                bounded staleness (SSP) and FedBuff, with sync for reference.
   timeline     per-worker compute / wait / communication intervals for sync, async and SSP.
   staleness    staleness histograms of async SGD under several straggler models.
+  ray          measured wall-clock of the Ray parameter server (sync vs async, with a slow
+               worker) next to the simulator's prediction for the same injected delays.
   speedup      modelled speedup vs m (least squares: FLOP model; MLP on digits: measured compute)
                for several networks and both topologies, plus the exact-GD check for every m.
 `run_study(config, workdir)` is the library entry point (the tests and figure scripts call it).
@@ -34,7 +36,7 @@ from fedjax_lab.algorithms import async_ps as ap
 from fedjax_lab.algorithms import data_parallel as dp
 from fedjax_lab.models import models
 
-SYNC_ASYNC_STUDIES = ('loss', 'slow_worker', 'timeline', 'staleness')
+SYNC_ASYNC_STUDIES = ('loss', 'slow_worker', 'timeline', 'staleness', 'ray')
 SPEEDUP_STUDIES = ('speedup',)
 
 
@@ -266,8 +268,48 @@ def speedup_study(config) -> dict:
   return out
 
 
+def ray_study(config) -> dict:
+  """Measured wall-clock of the Ray parameter server (sync vs async, with and without a slow worker),
+  next to the simulator's prediction from the same injected delays."""
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import ray  # pylint: disable=g-import-not-at-top
+  from fedjax_lab.runtime import ray_ps  # pylint: disable=g-import-not-at-top
+  c = config.ray
+  m = c.num_workers
+  setup = _Setup(config, m)
+  lr_async, lr_sync = config.async_lr_scale / (m * setup.problem.lipschitz), 1.0 / setup.problem.lipschitz
+  started_here = not ray.is_initialized()
+  if started_here:
+    os.environ.setdefault('RAY_AUTH_MODE', 'disabled')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=tempfile.mkdtemp())
+  out = {'num_workers': m, 'delay_seconds': c.delay, 'runs': {}}
+  try:
+    with ray_ps.ParameterServerPool() as pool:
+      for slow in (1.0, c.slow_factor):
+        delays = np.full(m, c.delay)
+        delays[0] *= slow
+        for mode in ('sync', 'async'):
+          rounds = c.num_updates // m if mode == 'sync' else c.num_updates
+          result = pool.run(dp.least_squares_loss, jnp.zeros(setup.problem.x.shape[1]), tuple(setup.shards),
+                            lr_sync if mode == 'sync' else lr_async, rounds, mode=mode, delays=delays,
+                            timeout_s=600)
+          if mode == 'sync':
+            predicted = rounds * delays.max()
+          else:
+            predicted = ap.async_schedule(np.tile(delays, (c.num_updates, 1)), c.num_updates).wall_clock
+          out['runs'][f'{mode}, worker 0 {slow:g}x'] = {
+              'gradients': int(result.worker.shape[0]), 'server_steps': result.num_updates,
+              'measured_seconds': result.wall_clock, 'simulated_seconds': float(predicted),
+              'loss_gap': float(setup.eval_fn(jnp.asarray(result.params))),
+              'max_staleness': int(result.staleness.max())}
+  finally:
+    if started_here:
+      ray.shutdown()
+  return out
+
+
 STUDIES = {'loss': loss_study, 'slow_worker': slow_worker_study, 'timeline': timeline_study,
-           'staleness': staleness_study, 'speedup': speedup_study}
+           'staleness': staleness_study, 'speedup': speedup_study, 'ray': ray_study}
 
 
 def study_path(workdir: str, study: str) -> str:

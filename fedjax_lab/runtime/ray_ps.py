@@ -130,6 +130,12 @@ class _Server:
   def push(self, worker, read_version, grad):
     return self.state.push(worker, read_version, grad)
 
+  def push_round(self, read_version, grads):
+    """Sync mode: all m gradients of a round in one call (in worker order)."""
+    for worker, grad in enumerate(grads):
+      result = self.state.push(worker, read_version, grad)
+    return result
+
   def stop(self):
     self.state.stopped = True
 
@@ -325,8 +331,8 @@ def run_parameter_server(
       for round_ in range(num_updates):
         grads = _wait_all(ray, {w.sync_gradient.remote(current, round_): i for i, w in enumerate(workers)},
                           deadline, 'training')
-        for i in range(num_workers):
-          _, current, _ = ray.get(server.push.remote(i, round_, grads[i]), timeout=timeout_s)
+        _, current, _ = ray.get(server.push_round.remote(round_, [grads[i] for i in range(num_workers)]),
+                                timeout=timeout_s)
     final, log, version = ray.get(server.result.remote(), timeout=timeout_s)
     reusable = True
   except WorkerError as err:

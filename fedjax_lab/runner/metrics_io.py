@@ -29,7 +29,9 @@ def read_jsonl(path: str) -> list[dict]:
 class MetricsWriter:
   """Appends rows to `workdir/metrics.jsonl`; on resume drops rows past the restored round."""
 
-  def __init__(self, workdir: str, resume_round: int | None):
+  def __init__(self, workdir: str, resume_round: int | None, enabled: bool = True):
+    """`enabled=False` (processes other than 0 of a multi-process run) keeps rows in memory only."""
+    self.enabled = enabled
     self.jsonl_path = os.path.join(workdir, 'metrics.jsonl')
     self.csv_path = os.path.join(workdir, 'metrics.csv')
     rows = read_jsonl(self.jsonl_path)
@@ -38,6 +40,8 @@ class MetricsWriter:
     self._rewrite()
 
   def _rewrite(self) -> None:
+    if not self.enabled:
+      return
     with open(self.jsonl_path, 'w') as f:
       for row in self.rows:
         f.write(json.dumps(row) + '\n')
@@ -55,6 +59,8 @@ class MetricsWriter:
   def write(self, row: dict) -> None:
     row = {k: _plain(v) for k, v in row.items()}
     self.rows.append(row)
+    if not self.enabled:
+      return
     with open(self.jsonl_path, 'a') as f:
       f.write(json.dumps(row) + '\n')
     self._write_csv()

@@ -84,6 +84,8 @@ def _check_finite(row: dict, keys=('train_loss', 'test_loss')) -> None:
 
 
 def _write_json(path: str, payload: Any) -> None:
+  if jax.process_index() != 0:  # in a multi-process run, process 0 writes the run's files
+    return
   with open(path, 'w') as f:
     json.dump(payload, f, indent=2, sort_keys=True, default=str)
 
@@ -134,7 +136,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = checkpointer.restore(start_round, like=state)
     logging.info('Resuming from the checkpoint of round %d in %s', start_round, workdir)
   start_round = int(state.round)
-  writer = MetricsWriter(workdir, start_round if start_round > 0 else None)
+  writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=jax.process_index() == 0)
   reporters = builders.build_reporters(config, train.num_clients)
 
   evaluate = jax.jit(lambda params: evaluate_batched(model, params, test_x, test_y))

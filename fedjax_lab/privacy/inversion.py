@@ -186,7 +186,7 @@ class InversionResult(NamedTuple):
   Attributes:
     x: [B, *input_shape] the final reconstruction.
     labels: [B] int32 recovered labels (argmax of the dummy label logits, or iDLG's labels).
-    history: [S, B, *input_shape] reconstructions after steps `history_steps`.
+    history: [S, B, *input_shape] reconstructions after iterations `history_steps`.
     history_steps: [S] int32 iteration count of each snapshot.
     losses: [num_steps] gradient distance at every iteration.
   """
@@ -216,21 +216,27 @@ def invert(
     num_steps: int = 300,
     num_snapshots: int = 6,
     learning_rate: float = 0.1,
+    x_init_range: tuple[float, float] = (0.0, 1.0),
+    snapshot_steps: Sequence[int] | None = None,
 ) -> InversionResult:
   """DLG (labels=None: labels optimised jointly) or iDLG (labels given, e.g. by `idlg_label`).
 
   Args:
     simulate: `fn(x [B, ...], label_probs [B, K]) -> update` (see `make_observation_fn`).
     observed: the update the client sent, pytree like `simulate`'s output.
-    rng: PRNG key for the dummy data (x' ~ U[0, 1), label logits ~ N(0, 1)).
+    rng: PRNG key for the dummy data (x' ~ U[x_init_range), label logits ~ N(0, 1)).
     batch_size: B, the number of examples behind `observed`.
     input_shape: shape of one example.
     num_classes: K.
     labels: optional [B] int labels; when given they are fixed one-hot targets.
     optimizer: 'lbfgs' (optax L-BFGS with zoom line search) or 'adam'.
-    num_steps: optimiser iterations; must be a multiple of num_snapshots.
-    num_snapshots: S, snapshots of the reconstruction kept for figures (evenly spaced).
+    num_steps: optimiser iterations (one L-BFGS iteration includes its line search).
+    num_snapshots: S, snapshots of the reconstruction kept for figures, evenly spaced
+      (ignored when snapshot_steps is given).
     learning_rate: Adam's step size (L-BFGS uses its line search).
+    x_init_range: (low, high) of the uniform initial dummy inputs (the data's range).
+    snapshot_steps: optional increasing iteration counts in [1, num_steps] to snapshot, e.g.
+      log-spaced to show the early iterations.
 
   Returns:
     InversionResult.
@@ -239,29 +245,39 @@ def invert(
     raise ValueError(f'optimizer={optimizer!r} must be one of {OPTIMIZERS}.')
   if batch_size < 1:
     raise ValueError(f'batch_size={batch_size} must be >= 1.')
-  if num_snapshots < 1 or num_steps < num_snapshots or num_steps % num_snapshots:
-    raise ValueError(f'num_steps={num_steps} must be a positive multiple of num_snapshots={num_snapshots}.')
+  if num_steps < 1:
+    raise ValueError(f'num_steps={num_steps} must be >= 1.')
+  if snapshot_steps is None:
+    if not 1 <= num_snapshots <= num_steps:
+      raise ValueError(f'num_snapshots={num_snapshots} must lie in [1, num_steps={num_steps}].')
+    snapshot_steps = np.round(np.linspace(num_steps / num_snapshots, num_steps, num_snapshots)).astype(int)
+  snapshot_steps = np.asarray(snapshot_steps, int)
+  if snapshot_steps.ndim != 1 or np.any(np.diff(snapshot_steps) <= 0) or not (
+      1 <= snapshot_steps.min() and snapshot_steps.max() <= num_steps):
+    raise ValueError(f'snapshot_steps={snapshot_steps.tolist()} must increase within [1, num_steps={num_steps}].')
   x_key, y_key = jax.random.split(rng)
-  dummy = {'x': jax.random.uniform(x_key, (batch_size,) + tuple(input_shape))}
+  low, high = x_init_range
+  dummy = {'x': jax.random.uniform(x_key, (batch_size,) + tuple(input_shape), minval=low, maxval=high)}
   if labels is None:
     dummy['label_logits'] = jax.random.normal(y_key, (batch_size, num_classes))
     fixed_probs = jnp.zeros((batch_size, num_classes))  # unused
   else:
     fixed_probs = jax.nn.one_hot(jnp.asarray(labels).reshape(batch_size), num_classes)
-  run = _compiled_attack(simulate, optimizer, num_steps, num_snapshots, float(learning_rate))
-  z, history, losses = run(dummy, observed, fixed_probs)
+  run = _compiled_attack(simulate, optimizer, num_steps, float(learning_rate))
+  z, iterates, losses = run(dummy, observed, fixed_probs)
+  history = iterates[jnp.asarray(snapshot_steps - 1)]
   if labels is None:
     recovered = jnp.argmax(z['label_logits'], axis=-1).astype(jnp.int32)
   else:
     recovered = jnp.asarray(labels, jnp.int32).reshape(batch_size)
-  steps = jnp.arange(1, num_snapshots + 1, dtype=jnp.int32) * (num_steps // num_snapshots)
-  return InversionResult(z['x'], recovered, history, steps, losses)
+  return InversionResult(z['x'], recovered, history, jnp.asarray(snapshot_steps, jnp.int32), losses)
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled_attack(simulate, optimizer: str, num_steps: int, num_snapshots: int, learning_rate: float):
+def _compiled_attack(simulate, optimizer: str, num_steps: int, learning_rate: float):
   """The jitted attack loop for one `simulate`; the observation and dummies are arguments, so
-  attacking many observations of one model (e.g. a defence sweep) compiles once."""
+  attacking many observations of one model (e.g. a defence sweep) compiles once. Every iterate
+  of x is kept ([num_steps, B, ...]: small for the inputs these attacks handle)."""
   opt = _make_optimizer(optimizer, learning_rate)
 
   def run(z, observed, fixed_probs):
@@ -281,12 +297,12 @@ def _compiled_attack(simulate, optimizer: str, num_steps: int, num_snapshots: in
         updates, state = opt.update(grad, state, z)
       return (optax.apply_updates(z, updates), state), value
 
-    def snapshot(carry, _):
-      carry, values = jax.lax.scan(one_step, carry, None, length=num_steps // num_snapshots)
-      return carry, (carry[0]['x'], values)
+    def one_step_keep(carry, _):
+      carry, value = one_step(carry, None)
+      return carry, (carry[0]['x'], value)
 
-    (z, _), (history, values) = jax.lax.scan(snapshot, (z, opt.init(z)), None, length=num_snapshots)
-    return z, history, values.reshape(-1)
+    (z, _), (iterates, values) = jax.lax.scan(one_step_keep, (z, opt.init(z)), None, length=num_steps)
+    return z, iterates, values
 
   return jax.jit(run)
 
@@ -298,9 +314,10 @@ class Quality(NamedTuple):
   """Reconstruction quality after the best matching; floats.
 
   Attributes:
-    mse: mean squared error per pixel, averaged over examples (reconstruction clipped to [0, 1]).
-    psnr: mean over examples of 10 log10(1 / mse_i) (dB; data range 1).
-    label_accuracy: fraction of matched examples whose recovered label is right.
+    mse: mean squared error per coordinate, averaged over examples (reconstruction clipped to the
+      data range first).
+    psnr: mean over examples of 10 log10(range^2 / mse_i) (dB).
+    label_accuracy: fraction of matched examples whose recovered label is right (nan if no labels).
     assignment: [B] int, true example i is matched to reconstruction assignment[i].
   """
 
@@ -310,24 +327,28 @@ class Quality(NamedTuple):
   assignment: np.ndarray
 
 
-def reconstruction_quality(x_true, x_rec, y_true=None, y_rec=None) -> Quality:
-  """MSE/PSNR/label recovery after the assignment minimising the total MSE.
+def reconstruction_quality(x_true, x_rec, y_true=None, y_rec=None,
+                           data_range: tuple[float, float] = (0.0, 1.0)) -> Quality:
+  """MSE/PSNR/label recovery after the assignment of reconstructions to examples minimising MSE.
 
   Args:
-    x_true: [B, ...] the client's examples (values in [0, 1]).
-    x_rec: [B, ...] the reconstruction (clipped to [0, 1] before scoring).
+    x_true: [B, ...] the client's examples.
+    x_rec: [B, ...] the reconstruction (clipped to data_range before scoring).
     y_true: optional [B] true labels.
     y_rec: optional [B] recovered labels.
+    data_range: (low, high) of the data: digits in [0, 1].
 
   Returns:
     Quality.
   """
+  low, high = data_range
   x_true = np.asarray(x_true, np.float64).reshape(len(x_true), -1)
-  x_rec = np.clip(np.asarray(x_rec, np.float64).reshape(len(x_rec), -1), 0.0, 1.0)
+  x_rec = np.clip(np.asarray(x_rec, np.float64).reshape(len(x_rec), -1), low, high)
   cost = np.mean(np.square(x_true[:, None, :] - x_rec[None, :, :]), axis=-1)  # [B, B]
   rows, cols = linear_sum_assignment(cost)
   per_example = cost[rows, cols]
-  psnr = float(np.mean(10.0 * np.log10(1.0 / np.maximum(per_example, 1e-12))))
+  peak = (high - low) ** 2
+  psnr = float(np.mean(10.0 * np.log10(peak / np.maximum(per_example, 1e-12 * peak))))
   label_accuracy = float('nan')
   if y_true is not None and y_rec is not None:
     label_accuracy = float(np.mean(np.asarray(y_true)[rows] == np.asarray(y_rec)[cols]))

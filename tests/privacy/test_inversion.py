@@ -141,7 +141,8 @@ def test_sigmoid_mlp_shapes():
 
 @pytest.mark.parametrize('kwargs,match', [
     (dict(optimizer='sgd'), 'optimizer'), (dict(batch_size=0), 'batch_size'),
-    (dict(num_steps=10, num_snapshots=3), 'multiple')])
+    (dict(num_steps=10, num_snapshots=30), 'num_snapshots'), (dict(snapshot_steps=(5, 3)), 'snapshot_steps'),
+    (dict(snapshot_steps=(1, 11)), 'snapshot_steps')])
 def test_bad_arguments(kwargs, match):
   args = dict(batch_size=1, num_steps=10, num_snapshots=2)
   args.update(kwargs)

@@ -1,0 +1,53 @@
+"""Figure: DP-FedAvg test accuracy vs epsilon for several clients per round (larger cohorts buy privacy cheaper).
+
+  python -m experiments.privacy --study=dp && python -m experiments.figures.dp_accuracy_vs_epsilon
+"""
+
+import argparse
+import json
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--results', default='runs/privacy/dp.json')
+  parser.add_argument('--outdir', default='figures_out')
+  args = parser.parse_args(argv)
+  with open(args.results) as f:
+    results = json.load(f)
+  cohorts = sorted({r['clients_per_round'] for r in results['rows']})
+  fig, ax = plt.subplots(figsize=(5.2, 3.8))
+  for i, m in enumerate(cohorts):
+    rows = [r for r in results['rows'] if r['clients_per_round'] == m]
+    private = sorted((r for r in rows if r['target_epsilon'] is not None), key=lambda r: r['epsilon'])
+    ax.plot([r['epsilon'] for r in private], [r['test_accuracy'] for r in private], 'o-', color=f'C{i}',
+            label=f'm = {m} (q = {m / results["num_clients"]:.3f})')
+    for r in private:
+      ax.annotate(f"σ={r['noise_multiplier']:.2g}", (r['epsilon'], r['test_accuracy']), fontsize=5.5,
+                  xytext=(2, -7), textcoords='offset points', color=f'C{i}')
+    clipped = [r for r in rows if r['target_epsilon'] is None]
+    if clipped:
+      ax.axhline(clipped[0]['test_accuracy'], color=f'C{i}', ls=':', lw=1)
+  ax.set_xscale('log')
+  ax.set_ylim(0, 1)
+  ax.set_xlabel(f"ε at δ = {results['dp']['delta']:g} ({results['dp']['accountant'].upper()}, "
+                f"{results['dp']['sampling']} sampling, {results['rounds']} rounds)")
+  ax.set_ylabel('test accuracy')
+  ax.set_title(f"DP-FedAvg on Digits, N = {results['num_clients']} clients, C = {results['dp']['clip_norm']}\n"
+               '(dotted: clipping without noise)', fontsize=9)
+  ax.legend(fontsize=8, loc='lower right')
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  os.makedirs(args.outdir, exist_ok=True)
+  for ext in ('png', 'pdf'):
+    fig.savefig(os.path.join(args.outdir, f'dp_accuracy_vs_epsilon.{ext}'), dpi=150)
+  print('wrote', os.path.join(args.outdir, 'dp_accuracy_vs_epsilon.png'))
+
+
+if __name__ == '__main__':
+  main()

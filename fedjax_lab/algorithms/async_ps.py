@@ -16,7 +16,8 @@ The simulation has two halves.
    the server steps, and the time.
 
 2. **Compiled replay** (`simulate`): one jitted `lax.scan` over arrivals. The carry keeps a ring
-   buffer of the last S = max(tau) + 1 parameter versions (version v lives in slot v mod S); arrival
+   buffer of the last S > max(tau) parameter versions (S a power of two, so similar runs share one
+   compiled program; version v lives in slot v mod S); arrival
    u computes the gradient of its worker's loss at version read_version[u], weights it, and the
    server applies it:
 

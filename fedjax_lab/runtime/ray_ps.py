@@ -14,7 +14,9 @@ later, when the gradient takes longer), so scheduling jitter does not accumulate
 matches the simulator's for delays that are well separated.
 
 A worker that raises (or dies) ends the run with `WorkerError`, which names the worker; the other
-workers are stopped and every actor is killed. A run that exceeds `timeout_s` raises TimeoutError.
+workers are told to stop (and killed if they do not). Start-up beyond `startup_timeout_s` or training
+beyond `timeout_s` raises TimeoutError naming the workers still busy, and kills the actors.
+`ParameterServerPool` keeps the actors (and their JAX import) alive across runs.
 
 Ray is an optional dependency (`pip install fedjax_lab[ray]`) and is imported only when a run starts.
 Call `ray.init(...)` yourself to choose resources; otherwise a local instance is started.

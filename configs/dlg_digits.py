@@ -24,10 +24,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Progress figure: which observations to attack.
   config.progress = ml_collections.ConfigDict({
       'examples': (0, 1, 2, 3),       # digits attacked one at a time (FedSGD, one example)
-      'batch_size': 4,                # one FedSGD gradient of a batch of this many digits
-      'fedavg_local_steps': 3,        # a FedAvg update of one digit after this many local steps
+      'batch_size': 4,                # one FedSGD gradient of a batch of this many digits (0: skip)
+      'fedavg_local_steps': 3,        # a FedAvg update of one digit after this many local steps (0: skip)
       'fedavg_client_lr': 0.1,
       'mnist1d': True,                # also invert a one-example MNIST-1D gradient (curves)
+      'adam': True,                   # also DLG with Adam instead of L-BFGS
   })
   # Defence sweep: attack quality averaged over `examples_per_point` single digits, and the test
   # accuracy of FedSGD trained with the same defence on every client's gradient.
@@ -50,8 +51,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.attack.num_snapshots = 2
     config.attack.snapshot_steps = (5, 20)
     config.progress.examples = (0,)
-    config.progress.batch_size = 2
+    config.progress.batch_size = 0          # 0 skips the batch, the FedAvg update and Adam
+    config.progress.fedavg_local_steps = 0
     config.progress.mnist1d = False
+    config.progress.adam = False
     config.defenses.examples_per_point = 1
     for name in ('noise', 'clip', 'topk', 'quantize', 'batch'):
       config.defenses[name] = config.defenses[name][:2]

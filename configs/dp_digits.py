@@ -33,11 +33,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   })
   config.clients_per_round = (20, 50, 200)
   config.target_epsilons = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+  config.clipped_baseline = True   # also train with clipping and no noise (epsilon = inf)
   if arg == 'small':
     config.data.num_clients = 200
     config.rounds = 3
     config.clients_per_round = (10,)
     config.target_epsilons = (8.0,)
+    config.clipped_baseline = False
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use '' or 'small'.")
   return config

@@ -86,21 +86,23 @@ def progress_study(config) -> dict:
     result = _attack(config, simulate, observed, 1, (8, 8), snapshots=True)
     rows.append(_scenario_row(f'DLG, FedSGD, 1 example (#{i})', x[i:i + 1], y[i:i + 1], result))
   i = config.progress.examples[0]
-  observed = simulate(jnp.asarray(x[i:i + 1]), onehot(y[i:i + 1]))
-  result = _attack(config, simulate, observed, 1, (8, 8), optimizer='adam', snapshots=True)
-  rows.append(_scenario_row(f'DLG with Adam, FedSGD, 1 example (#{i})', x[i:i + 1], y[i:i + 1], result))
+  if config.progress.adam:
+    observed = simulate(jnp.asarray(x[i:i + 1]), onehot(y[i:i + 1]))
+    result = _attack(config, simulate, observed, 1, (8, 8), optimizer='adam', snapshots=True)
+    rows.append(_scenario_row(f'DLG with Adam, FedSGD, 1 example (#{i})', x[i:i + 1], y[i:i + 1], result))
   b = config.progress.batch_size
-  start = max(config.progress.examples) + 1
-  xb, yb = x[start:start + b], y[start:start + b]
-  result = _attack(config, simulate, simulate(jnp.asarray(xb), onehot(yb)), b, (8, 8), snapshots=True)
-  rows.append(_scenario_row(f'DLG, FedSGD, batch of {b}', xb, yb, result))
+  if b:
+    start = max(config.progress.examples) + 1
+    xb, yb = x[start:start + b], y[start:start + b]
+    result = _attack(config, simulate, simulate(jnp.asarray(xb), onehot(yb)), b, (8, 8), snapshots=True)
+    rows.append(_scenario_row(f'DLG, FedSGD, batch of {b}', xb, yb, result))
   steps, lr = config.progress.fedavg_local_steps, config.progress.fedavg_client_lr
-  fedavg_simulate = inversion.make_observation_fn(model, params, 'fedavg', local_steps=steps, client_lr=lr)
-  i = config.progress.examples[0]
-  observed = fedavg_simulate(jnp.asarray(x[i:i + 1]), onehot(y[i:i + 1]))
-  label = inversion.idlg_label(-inversion.last_dense_kernel(observed))
-  result = _attack(config, fedavg_simulate, observed, 1, (8, 8), labels=label[None], snapshots=True)
-  rows.append(_scenario_row(f'iDLG, FedAvg update ({steps} local steps)', x[i:i + 1], y[i:i + 1], result))
+  if steps:
+    fedavg_simulate = inversion.make_observation_fn(model, params, 'fedavg', local_steps=steps, client_lr=lr)
+    observed = fedavg_simulate(jnp.asarray(x[i:i + 1]), onehot(y[i:i + 1]))
+    label = inversion.idlg_label(-inversion.last_dense_kernel(observed))
+    result = _attack(config, fedavg_simulate, observed, 1, (8, 8), labels=label[None], snapshots=True)
+    rows.append(_scenario_row(f'iDLG, FedAvg update ({steps} local steps)', x[i:i + 1], y[i:i + 1], result))
   if config.progress.mnist1d:
     arrays = datasets.mnist1d_arrays()
     x1, y1 = arrays['x'][:1], arrays['y'][:1]
@@ -168,7 +170,7 @@ def defense_study(config) -> dict:
       accuracy = _train_fedsgd(config, defenses.defense_transform(name, strength, num_params), seed=config.seed)
       rows.append(_defense_row(name, strength, qualities, accuracy))
       print('%s %s: mse %.4g, accuracy %.3f (%.1fs)' % (name, strength, rows[-1]['mse'], accuracy,
-                   time.time() - tic), flush=True)
+                                                        time.time() - tic), flush=True)
   num_train = 1438
   for batch in config.defenses.batch:
     qualities = []
@@ -233,7 +235,7 @@ def dp_study(config) -> dict:
   section = config.dp
   rows = []
   for m in config.clients_per_round:
-    plan = [(None, 0.0)]  # clipped, noiseless: the cost of clipping alone
+    plan = [(None, 0.0)] if config.clipped_baseline else []  # clipped, noiseless: what clipping costs
     for target in config.target_epsilons:
       sigma = accounting.calibrate_noise_multiplier(target, n, m, config.rounds, section.delta, section.sampling,
                                                     section.accountant)

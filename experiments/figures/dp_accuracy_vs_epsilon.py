@@ -29,7 +29,7 @@ def main(argv=None):
             label=f'm = {m} (q = {m / results["num_clients"]:.3f})')
     for r in private:
       ax.annotate(f"σ={r['noise_multiplier']:.2g}", (r['epsilon'], r['test_accuracy']), fontsize=5.5,
-                  xytext=(2, -7), textcoords='offset points', color=f'C{i}')
+                  xytext=(4, (-10, 3, 10)[i % 3]), textcoords='offset points', color=f'C{i}')
     clipped = [r for r in rows if r['target_epsilon'] is None]
     if clipped:
       ax.axhline(clipped[0]['test_accuracy'], color=f'C{i}', ls=':', lw=1)

@@ -11,7 +11,10 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
+
+FLOOR = 1e-8  # MSEs below this (exact reconstructions reach ~1e-15) are drawn at the floor
 
 # defence -> (x label, function strength -> x, axis scale, stronger to the right?)
 AXES = {
@@ -44,24 +47,29 @@ def main(argv=None):
     rows = [r for r in results['rows'] if r['defense'] == name]
     label, to_x, scale, reverse = AXES[name]
     xs = np.array([to_x(r['strength']) for r in rows])
-    mse = np.array([max(r['mse'], 1e-8) for r in rows])
-    ax.plot(xs, mse, 'o-', color='C3', label='DLG reconstruction MSE')
+    per_example = np.maximum(np.array([r['mse_per_example'] for r in rows]), FLOOR)  # [points, examples]
+    ax.fill_between(xs, per_example.min(1), per_example.max(1), color='C3', alpha=0.15, lw=0)
+    ax.plot(xs, np.median(per_example, 1), 'o-', color='C3', label='DLG reconstruction MSE (median, range)')
     ax.axhline(baseline, color='C3', ls=':', lw=1, label='guess the mean digit')
     ax.set_yscale('log')
-    ax.set_ylim(1e-8, 1.0)
+    ax.set_ylim(FLOOR / 3, 1.0)
     if scale == 'symlog':
       ax.set_xscale('symlog', linthresh=0.01)
     else:
       ax.set_xscale(scale)
+    ax.xaxis.set_major_locator(ticker.FixedLocator(xs))
+    ax.xaxis.set_major_formatter(ticker.FixedFormatter([f'{v:g}' for v in xs]))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.tick_params(axis='x', labelsize=7)
     if reverse:
       ax.invert_xaxis()
-    ax.set_xlabel(label + ('  (stronger →)' if True else ''), fontsize=8)
+    ax.set_xlabel(label + '  (stronger →)', fontsize=8)
     ax.set_title(name, fontsize=10)
     acc_ax = ax.twinx()
     acc_ax.plot(xs, [r['test_accuracy'] for r in rows], 's--', color='C0', label='FedSGD test accuracy')
     acc_ax.set_ylim(0, 1)
     if ax is axes[0]:
-      ax.set_ylabel('reconstruction MSE', color='C3')
+      ax.set_ylabel(f'reconstruction MSE (floor {FLOOR:g})', color='C3')
     if ax is axes[-1]:
       acc_ax.set_ylabel('test accuracy', color='C0')
     else:

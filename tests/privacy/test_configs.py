@@ -1,0 +1,54 @@
+"""Smoke tests: the privacy configs run (runner for DP-FedAvg; the study driver and figures for the rest)."""
+
+import json
+import os
+
+import pytest
+
+from configs import dlg_digits, dp_digits, dp_fedavg_digits
+from experiments import privacy as study
+from fedjax_lab.runner import run
+
+
+def test_dp_fedavg_config_runs_two_rounds_and_reports_epsilon(tmp_path):
+  config = dp_fedavg_digits.get_config('smoke')
+  run(config, str(tmp_path))
+  with open(tmp_path / 'metrics.jsonl') as f:
+    rows = [json.loads(line) for line in f]
+  assert [r['round'] for r in rows] == [0, 1, 2]
+  assert rows[0]['epsilon'] == 0.0
+  assert 0 < rows[1]['epsilon'] < rows[2]['epsilon'] <= config.dp.target_epsilon * (1 + 1e-9)
+  assert rows[2]['epsilon'] == pytest.approx(config.dp.target_epsilon, rel=1e-2)  # calibrated for 2 rounds
+
+
+def test_configs_have_their_variants():
+  for module in (dlg_digits, dp_digits):
+    module.get_config('')
+    module.get_config('small')
+    with pytest.raises(ValueError, match='Unknown config argument'):
+      module.get_config('nope')
+  dp_fedavg_digits.get_config('local')
+
+
+@pytest.mark.slow
+def test_dp_study_and_its_figure(tmp_path):
+  from experiments.figures import dp_accuracy_vs_epsilon
+  path = study.run_study('dp', str(tmp_path), 'small')
+  with open(path) as f:
+    rows = json.load(f)['rows']
+  assert [r['target_epsilon'] for r in rows] == [8.0]
+  assert rows[0]['epsilon'] == pytest.approx(8.0, rel=1e-2) and rows[0]['epsilon'] <= 8.0
+  dp_accuracy_vs_epsilon.main(['--results', path, '--outdir', str(tmp_path)])
+  assert os.path.getsize(tmp_path / 'dp_accuracy_vs_epsilon.png') > 0
+
+
+@pytest.mark.slow
+def test_progress_study_and_its_figure(tmp_path):
+  from experiments.figures import dlg_progress
+  path = study.run_study('progress', str(tmp_path), 'small')
+  with open(path) as f:
+    rows = json.load(f)['rows']
+  assert [r['name'][:4] for r in rows] == ['iDLG', 'DLG,']
+  assert rows[0]['label_accuracy'] == 1.0
+  dlg_progress.main(['--results', path, '--outdir', str(tmp_path)])
+  assert os.path.getsize(tmp_path / 'dlg_progress.pdf') > 0

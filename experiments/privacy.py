@@ -245,8 +245,10 @@ def dp_study(config) -> dict:
       accuracy, mean_cohort = _train_dp_fedavg(config, train, test, model, m, sigma, config.seed)
       epsilon = (accounting.compute_epsilon(sigma, n, m, config.rounds, section.delta, section.sampling,
                                             section.accountant) if sigma > 0 else float('inf'))
+      epsilon_pld = (accounting.compute_epsilon(sigma, n, m, config.rounds, section.delta, section.sampling, 'pld')
+                     if sigma > 0 and section.sampling == 'poisson' else None)
       rows.append({'clients_per_round': m, 'target_epsilon': target, 'noise_multiplier': sigma,
-                   'epsilon': epsilon, 'noise_std_on_mean': sigma * section.clip_norm / m,
+                   'epsilon': epsilon, 'epsilon_pld': epsilon_pld, 'noise_std_on_mean': sigma * section.clip_norm / m,
                    'mean_cohort': mean_cohort, 'test_accuracy': accuracy})
       print('m=%d sigma=%.3f eps=%.3g acc=%.3f (%.1fs)' % (m, sigma, epsilon, accuracy, time.time() - tic),
             flush=True)

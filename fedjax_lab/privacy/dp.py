@@ -236,8 +236,9 @@ def epsilon_reporter(section, clients_per_round: int, num_clients: int, rounds: 
   """`round -> {'epsilon': ..., 'delta': ..., 'noise_multiplier': ...}` for the runner's evaluations.
 
   Central DP: the run's epsilon after `round` rounds (accounting.compute_epsilon with the section's
-  sampling and accountant). Local DP: the epsilon of a client that took part in every one of the
-  `round` rounds (an upper bound for every client).
+  sampling and accountant); with Poisson sampling and the RDP accountant, also 'epsilon_pld' (the
+  tighter PLD accountant; dp-accounting has no PLD for fixed-size sampling). Local DP: the epsilon
+  of a client that took part in every one of the `round` rounds (an upper bound for every client).
   """
   name = _section_value(section, 'name')
   if name not in MODES:
@@ -249,8 +250,13 @@ def epsilon_reporter(section, clients_per_round: int, num_clients: int, rounds: 
   sigma = resolve_noise_multiplier(section, num_clients, clients_per_round, rounds)
   if name == 'central':
     accounting.validate_sampling(num_clients, clients_per_round, sampling, accountant)
-    epsilon = lambda t: accounting.compute_epsilon(sigma, num_clients, clients_per_round, t, delta, sampling,
-                                                   accountant)
+    def report(t):
+      out = {'epsilon': accounting.compute_epsilon(sigma, num_clients, clients_per_round, t, delta, sampling,
+                                                   accountant)}
+      if sampling == 'poisson' and accountant == 'rdp':
+        out['epsilon_pld'] = accounting.compute_epsilon(sigma, num_clients, clients_per_round, t, delta,
+                                                        sampling, 'pld')
+      return out
   else:
-    epsilon = lambda t: local_dp_epsilon(sigma, t, delta)
-  return lambda round_index: {'epsilon': epsilon(int(round_index)), 'delta': delta, 'noise_multiplier': sigma}
+    report = lambda t: {'epsilon': local_dp_epsilon(sigma, t, delta)}
+  return lambda round_index: {**report(int(round_index)), 'delta': delta, 'noise_multiplier': sigma}

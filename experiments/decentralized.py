@@ -221,25 +221,27 @@ def study_topologies(config: ml_collections.ConfigDict) -> dict:
 
 def study_scaling(config: ml_collections.ConfigDict) -> dict:
   rows = []
-  for n in config.num_nodes:
-    dataset = _dataset(config, n)
-    model = _model(config, dataset)
-    train = _device(dataset.train)
-    evaluate = make_evaluator(model, train, dataset.test_x, dataset.test_y)
-    params0 = model.init(jax.random.key(config.seed))
-    for name in config.topologies:
-      topology = _topology(config, name, n)
-      algorithm = dec.dpsgd(model, topology, config.learning_rate, config.batch_size)
-      tic = time.time()
-      state, metrics = dec.run_steps(algorithm, algorithm.init(params0), train, jax.random.key(config.seed),
-                                     config.steps)
-      final = {k: float(v) for k, v in evaluate(state.params).items()}
-      row = {'num_nodes': n, 'topology': name, 'rho': topology.rho, **final,
-             'train_loss_last10pct': float(np.mean(np.asarray(metrics['train_loss'])[-max(1, config.steps // 10):])),
-             'seconds': time.time() - tic}
-      rows.append(row)
-      print(f'N={n:<4} {name:<12} rho={topology.rho:.4f} avg-model acc={row["test_accuracy"]:.3f} '
-            f'node acc={row["node_test_accuracy"]:.3f} consensus={row["consensus_error"]:.2e}', flush=True)
+  for seed in config.get('seeds', (config.seed,)):
+    for n in config.num_nodes:
+      dataset = _dataset(config, n, seed=seed)
+      model = _model(config, dataset)
+      train = _device(dataset.train)
+      evaluate = make_evaluator(model, train, dataset.test_x, dataset.test_y)
+      params0 = model.init(jax.random.key(seed))
+      for name in config.topologies:
+        topology = _topology(config, name, n)
+        algorithm = dec.dpsgd(model, topology, config.learning_rate, config.batch_size)
+        tic = time.time()
+        state, metrics = dec.run_steps(algorithm, algorithm.init(params0), train, jax.random.key(seed),
+                                       config.steps)
+        final = {k: float(v) for k, v in evaluate(state.params).items()}
+        tail = max(1, config.steps // 10)
+        row = {'seed': seed, 'num_nodes': n, 'topology': name, 'rho': topology.rho, **final,
+               'train_loss_last10pct': float(np.mean(np.asarray(metrics['train_loss'])[-tail:])),
+               'seconds': time.time() - tic}
+        rows.append(row)
+        print(f'seed {seed} N={n:<4} {name:<12} rho={topology.rho:.4f} avg-model acc={row["test_accuracy"]:.3f} '
+              f'node acc={row["node_test_accuracy"]:.3f} consensus={row["consensus_error"]:.2e}', flush=True)
   return {'config': config.to_dict(), 'rows': rows}
 
 

@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from experiments import decentralized  # noqa: E402
 
@@ -23,19 +24,28 @@ def main(argv=None):
   panels = (('test_accuracy', 'test accuracy of the node average'),
             ('node_test_accuracy', "mean of the nodes' own test accuracy"),
             ('consensus_error', 'final consensus error'))
+  seeds = sorted({r.get('seed', 0) for r in results['rows']})
   for name, marker in zip(config['topologies'], 'osd^v'):
     rows = [r for r in results['rows'] if r['topology'] == name]
-    n = [r['num_nodes'] for r in rows]
+    n = sorted({r['num_nodes'] for r in rows})
     for ax, (key, _) in zip(axes, panels):
-      ax.plot(n, [r[key] for r in rows], marker=marker, label=name)
+      values = np.array([[r[key] for r in rows if r['num_nodes'] == size] for size in n])  # [len(n), seeds]
+      mean = values.mean(axis=1)
+      ax.plot(n, mean, marker=marker, label=name)
+      if values.shape[1] > 1:
+        ax.fill_between(n, values.min(axis=1), values.max(axis=1), alpha=0.2)
   for ax, (_, label) in zip(axes, panels):
     ax.set_xscale('log', base=2)
     ax.set_xlabel('number of nodes N')
     ax.set_ylabel(label)
     ax.legend(fontsize=8)
   axes[2].set_yscale('log')
-  fig.suptitle(f'D-PSGD on Digits, Dirichlet({config["data"]["alpha"]}) over N nodes, {config["steps"]} '
-               f'iterations, a = {config["learning_rate"]}, batch {config["batch_size"]} per node')
+  data = config['data']
+  split = (f'{data["shards_per_client"]} label shards per node' if data['partition'] == 'shards'
+           else f'Dirichlet({data.get("alpha")})' if data['partition'] == 'dirichlet' else data['partition'])
+  fig.suptitle(f'D-PSGD on Digits, {split}, over N nodes, {config["steps"]} '
+               f'iterations, a = {config["learning_rate"]}, batch {config["batch_size"]} per node; mean and '
+               f'range over {len(seeds)} seed(s)')
   fig.tight_layout()
   decentralized.save_figure(fig, args.outdir, 'gossip_scaling')
 

@@ -23,7 +23,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
   results = decentralized.load_or_run('tracking', args.results, args.small)
   config = results['config']
-  fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
+  fig, axes = plt.subplots(1, 4, figsize=(18, 5.2))
   for label, curves in results['least_squares'].items():
     axes[0].plot(curves['distance_sq'], label=label)
     axes[1].plot(curves['consensus_error'], label=label)
@@ -46,7 +46,8 @@ def main(argv=None):
     ax.set_xlabel('iterations')
     if i != 2:
       ax.set_yscale('log')
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
+  axes[2].set_ylim(0.5, 1.0)
   fig.tight_layout()
   decentralized.save_figure(fig, args.outdir, 'gossip_tracking')
 

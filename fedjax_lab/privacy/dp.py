@@ -153,17 +153,6 @@ def poisson_cohort(rng: jax.Array, num_clients: int, sampling_probability: float
   return ids.astype(jnp.int32), -neg_u < sampling_probability
 
 
-def empirical_inclusion(num_clients: int, sampling_probability: float, capacity: int, num_rounds: int,
-                        seed: int = 0) -> np.ndarray:
-  """[N] fraction of `num_rounds` Poisson cohorts that include each client (a test helper)."""
-  keys = jax.random.split(jax.random.key(seed), num_rounds)
-  draw = jax.jit(jax.vmap(lambda k: poisson_cohort(k, num_clients, sampling_probability, capacity)))
-  ids, part = draw(keys)
-  counts = np.zeros(num_clients)
-  np.add.at(counts, np.asarray(ids)[np.asarray(part)], 1.0)
-  return counts / num_rounds
-
-
 # ----------------------------------------------------------------------------- config wiring
 
 ENGINE_SAMPLING = 'fixed_size'  # what fedjax_lab.data.sampling.sample_round does

@@ -30,7 +30,6 @@ from typing import Any, Callable
 import dp_accounting
 import jax
 import jax.numpy as jnp
-import numpy as np
 from scipy import stats
 
 from fedjax_lab.aggregators.base import Aggregator

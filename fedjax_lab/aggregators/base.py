@@ -37,7 +37,13 @@ def weighted_mean(updates: PyTree, weights: jax.Array) -> PyTree:
   weights = jnp.asarray(weights, jnp.float32)
   total = jnp.sum(weights)
   scale = jnp.where(total > 0, 1.0 / jnp.where(total > 0, total, 1.0), 0.0)
-  return jax.tree.map(lambda u: jnp.tensordot(weights * scale, u, axes=1).astype(u.dtype), updates)
+  scaled = weights * scale
+  # A broadcast product and a sum, not tensordot: on an Explicit mesh a contraction over the
+  # client-sharded axis is refused, while a reduction becomes the all-reduce it should be.
+  def reduce(u):
+    w = scaled.reshape((-1,) + (1,) * (u.ndim - 1))
+    return jnp.sum(w * u.astype(jnp.float32), axis=0).astype(u.dtype)
+  return jax.tree.map(reduce, updates)
 
 
 def mean() -> Aggregator:

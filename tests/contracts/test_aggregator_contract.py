@@ -108,15 +108,7 @@ def test_keeps_low_precision_dtype(name):
   assert jax.tree.map(lambda o: o.dtype, out) == jax.tree.map(lambda u: u.dtype, updates)
 
 
-# weighted_mean in aggregators/base.py contracts a client-sharded axis with jnp.tensordot, which an
-# Explicit mesh (jax.make_mesh's default) refuses ("Contracting dimensions are sharded"); the
-# engine's streaming path never hits it. Remove the mark once base.py gathers or sets out_sharding.
-_EIGHT_DEVICE_CASES = [
-    pytest.param(name, marks=pytest.mark.xfail(reason='base.weighted_mean on an Explicit mesh', strict=False))
-    if name == 'mean' else name for name in AGGREGATORS]
-
-
-@pytest.mark.parametrize('name', _EIGHT_DEVICE_CASES)
+@pytest.mark.parametrize('name', list(AGGREGATORS))
 def test_same_on_one_and_eight_devices(name):
   if jax.device_count() < 8:
     pytest.skip('needs 8 devices (XLA_FLAGS=--xla_force_host_platform_device_count=8)')

@@ -8,6 +8,10 @@ Several hosts (one process per host, or several processes on one machine for tes
 
   python -m experiments.run --config=... --workdir=... \
       --coordinator_address=10.0.0.1:1234 --num_processes=2 --process_id=0
+
+Under Slurm, Open MPI or on a Cloud TPU pod the cluster is read from the environment:
+
+  srun python -m experiments.run --config=... --workdir=... --distributed_auto
 """
 
 from absl import app
@@ -25,13 +29,19 @@ _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for multi-process runs (jax.distributed).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', None, 'Number of processes in a multi-process run.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', None, 'This process index in a multi-process run.')
+_DISTRIBUTED_AUTO = flags.DEFINE_bool('distributed_auto', False,
+                                      'Join a multi-process run described by the environment (Slurm, MPI, TPU pod).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if _COORDINATOR.value:
+  if _COORDINATOR.value and _DISTRIBUTED_AUTO.value:
+    raise app.UsageError('Pass either --distributed_auto or --coordinator_address, not both.')
+  if _DISTRIBUTED_AUTO.value:
+    distributed.initialize_from_environment()
+  elif _COORDINATOR.value:
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   summary = train.run(_CONFIG.value, _WORKDIR.value)
   final = summary['final']

@@ -3,6 +3,12 @@
 Every process runs the same config; `jax.devices()` then lists the devices of all processes and
 the 'clients' mesh spans them, so cohort arrays are split across hosts and the aggregation's
 collectives cross the network. On CPU the collectives go through gloo.
+
+Two ways in:
+  `initialize(address, num_processes, process_id)`  explicit, for any launcher (or localhost tests);
+  `initialize_from_environment()`                   lets `jax.distributed` read the cluster from the
+      environment: Slurm (`srun`: SLURM_JOB_ID, SLURM_NTASKS, SLURM_PROCID, ...), Open MPI /
+      mpi4py, and Cloud TPU pods and GKE, so a batch script passes no addresses at all.
 """
 
 from __future__ import annotations
@@ -27,3 +33,19 @@ def initialize(coordinator_address: str, num_processes: int | None, process_id: 
   # Must not touch a backend before initialize(); the setting only matters for CPU devices.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(coordinator_address, num_processes, process_id, local_device_ids=local_device_ids)
+
+
+def initialize_from_environment() -> None:
+  """Connects this process using the cluster that `jax.distributed` detects (Slurm, MPI, TPU pod).
+
+  Raises:
+    RuntimeError: no supported cluster environment was found (then pass the explicit flags).
+  """
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize()
+  except ValueError as error:  # jax's own message ("coordinator_address should be defined") is cryptic
+    raise RuntimeError(
+        f'--distributed_auto found no cluster in the environment ({error}); supported: Slurm (srun), '
+        'Open MPI (mpirun), Cloud TPU pods, GKE. Otherwise pass --coordinator_address, --num_processes and '
+        '--process_id.') from error

@@ -57,6 +57,51 @@ def byzantine_mask(num_clients: int, fraction: float, seed: int = 0) -> jax.Arra
   return jnp.zeros((num_clients,), bool).at[order[:count]].set(True)
 
 
+class Cohort(NamedTuple):
+  """Who takes part in a round, without their data: what `sample_cohort` draws.
+
+  Attributes:
+    client_ids: [C] int32 global client ids.
+    participation: [C] bool; False for a sampled client that dropped out.
+    byzantine: [C] bool; True for clients an attack controls.
+  """
+
+  client_ids: jax.Array
+  participation: jax.Array
+  byzantine: jax.Array
+
+
+def sample_cohort(
+    rng,
+    num_clients: int,
+    clients_per_round: int,
+    dropout_rate: float = 0.0,
+    byzantine: jax.Array | None = None,
+) -> Cohort:
+  """Draws a round's cohort (ids, dropouts, Byzantine flags) from its key; jit-friendly and tiny.
+
+  This is the only place where a cohort is drawn, so the device path (`sample_round` inside a
+  compiled scan) and the host path (`fedjax_lab.data.host`, which gathers the same ids from host
+  memory) train the same clients.
+
+  Args:
+    rng: PRNG key of this round.
+    num_clients: K (static).
+    clients_per_round: C (static).
+    dropout_rate: probability that a sampled client never reports.
+    byzantine: optional [K] bool mask of Byzantine clients.
+
+  Returns:
+    Cohort with leaves [C].
+  """
+  sample_key, dropout_key = jax.random.split(rng)
+  ids = sample_client_ids(sample_key, num_clients, clients_per_round)
+  participation = jax.random.uniform(dropout_key, (clients_per_round,)) >= dropout_rate
+  cohort_byzantine = (jnp.zeros((clients_per_round,), bool) if byzantine is None
+                      else jnp.take(byzantine, ids))
+  return Cohort(ids, participation, cohort_byzantine)
+
+
 def sample_round(
     data: FederatedData,
     rng,
@@ -76,10 +121,5 @@ def sample_round(
   Returns:
     RoundInputs with leaves [C, ...].
   """
-  sample_key, dropout_key = jax.random.split(rng)
-  num_clients = data.num_examples.shape[0]
-  ids = sample_client_ids(sample_key, num_clients, clients_per_round)
-  participation = jax.random.uniform(dropout_key, (clients_per_round,)) >= dropout_rate
-  cohort_byzantine = (jnp.zeros((clients_per_round,), bool) if byzantine is None
-                      else jnp.take(byzantine, ids))
-  return RoundInputs(gather_clients(data, ids), ids, participation, cohort_byzantine)
+  cohort = sample_cohort(rng, data.num_examples.shape[0], clients_per_round, dropout_rate, byzantine)
+  return RoundInputs(gather_clients(data, cohort.client_ids), *cohort)

@@ -9,8 +9,14 @@ field names.
   fedprox_synthetic  Synthetic(alpha, beta) of Li et al. (2020), natural partition by user.
   digits             scikit-learn's 8x8 digits (ships with scikit-learn), any partitioner.
   mnist1d            MNIST-1D (Greydanus 2020), generated locally and cached as .npz, any partitioner.
+  femnist_synthetic  a FEMNIST-sized procedural stand-in (3,400 writers, 62 classes, 28x28), generated
+                     once into memory-mapped .npy files in cache_dir (femnist_synthetic.py).
   mnist_idx, emnist_idx, cifar10, femnist
                      files in config.data.data_dir (see loaders.py for names and sources).
+  federated_npy      a folder written by `host.save_dataset` in config.data.data_dir (memory-mapped).
+
+Data sets with memory-mapped training clients suit `config.data_placement = 'host'`
+(fedjax_lab/data/host.py): the runner then never copies all clients to the device.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from fedjax_lab.data import femnist_synthetic as femnist_synthetic_lib
+from fedjax_lab.data import host
 from fedjax_lab.data import loaders
 from fedjax_lab.data import partition as partition_lib
 from fedjax_lab.data.federated import FederatedData, pack_clients
@@ -315,6 +323,53 @@ def mnist1d(num_clients: int = 100, partition: str = 'iid', seed: int = 0, cache
                       partition_kwargs)
 
 
+def femnist_synthetic(num_clients: int = 3400, mean_examples: int = 220, seed: int = 0, cache_dir: str | None = None,
+                      test_examples: int = 2000, partition: str = 'natural', chunk_clients: int = 64,
+                      mmap: bool = True) -> FederatedDataset:
+  """A FEMNIST-sized synthetic stand-in (see femnist_synthetic.py), cached as memory-mapped .npy files.
+
+  The first call with given (num_clients, mean_examples, seed, test_examples) generates the data
+  into `cache_dir/femnist_synthetic/...` chunk by chunk (the full size is ~4.7 GB and a few minutes
+  on 2 cores); later calls map the files, so the training clients are read only when indexed.
+
+  Args:
+    num_clients: K writers (3,400 like FEMNIST; tests use ~40).
+    mean_examples: mean training examples per writer (~220 like FEMNIST); clients are padded to 2x.
+    seed: seed of prototypes, writers and sizes.
+    cache_dir: where the files live (default `$FEDJAX_LAB_CACHE` or ~/.cache/fedjax_lab).
+    test_examples: size of the pooled test split (more examples of the same writers).
+    partition: must be 'natural' (one client per synthetic writer).
+    chunk_clients: clients generated and written at once (memory, not results, depends on it).
+    mmap: map the training arrays (True) or read them into RAM.
+
+  Returns:
+    FederatedDataset: train.x [K, 2 * mean_examples, 28, 28] float32 (memmap), y int32, 62 classes,
+    test set [test_examples, 28, 28]; extras: cache folder.
+  """
+  if partition != 'natural':
+    raise ValueError(f"config.data.partition={partition!r}: femnist_synthetic is partitioned by writer; use "
+                     "'natural' or drop the field.")
+  for field, value, low in (('num_clients', num_clients, 1), ('mean_examples', mean_examples, 1),
+                            ('test_examples', test_examples, 1), ('chunk_clients', chunk_clients, 1)):
+    if int(value) != value or value < low:
+      raise ValueError(f'config.data.{field}={value} must be an integer >= {low}.')
+  folder = femnist_synthetic_lib.cache_folder(cache_dir or cache_dir_default(), int(num_clients),
+                                              int(mean_examples), int(seed), int(test_examples))
+  if not os.path.isfile(os.path.join(folder, host.DATASET_JSON)):
+    femnist_synthetic_lib.generate(folder, int(num_clients), int(mean_examples), int(seed), int(test_examples),
+                                   int(chunk_clients))
+  return host.load_saved_dataset(folder, mmap=mmap)
+
+
+def federated_npy(data_dir: str | None = None, mmap: bool = True, seed: int = 0) -> FederatedDataset:
+  """A data set saved with `fedjax_lab.data.host.save_dataset` (config.data.data_dir), memory-mapped.
+
+  `seed` is accepted (the runner passes config.seed) and unused: the folder fixes the data.
+  """
+  del seed
+  return host.load_saved_dataset(data_dir, mmap=mmap)
+
+
 # ---------------------------------------------------------------------------------------------
 # Files in config.data.data_dir.
 
@@ -404,6 +459,8 @@ DATASETS: dict[str, Callable[..., FederatedDataset]] = {
     'emnist_idx': emnist_idx,
     'cifar10': cifar10,
     'femnist': femnist,
+    'femnist_synthetic': femnist_synthetic,
+    'federated_npy': federated_npy,
 }
 
 

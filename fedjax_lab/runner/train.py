@@ -5,6 +5,13 @@ A run is compiled once per block length: `eval_every` rounds (cohort sampling in
 runner evaluates on the test set, appends a row to metrics.jsonl, checks for divergence and
 saves a checkpoint. Restarting with the same workdir resumes from the latest checkpoint; the
 random stream of round r is `fold_in(seed_key, r)`, so a resumed run equals an uninterrupted one.
+
+`config.data_placement` says where the training clients live:
+  'device'  (default) all of them on the device; a block of rounds is one scan, as above.
+  'host'    they stay in host memory (numpy or memmap, see `fedjax_lab.data.host`); each round's
+            cohort is drawn with the same key (hence the same clients), gathered on the host and
+            transferred by a background thread while the previous round computes, and one jitted
+            round step runs per round. Evaluation, metrics, checkpoints and resume are unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
 from fedjax_lab.clients import placement as placement_lib
+from fedjax_lab.data import host as host_lib
 from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
@@ -74,6 +82,48 @@ def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_roun
   return run_block
 
 
+DATA_PLACEMENTS = ('device', 'host')
+
+
+def validate_data_placement(data_placement: str, prefetch_depth: int = 1) -> None:
+  """Raises ValueError naming config.data_placement or config.prefetch_depth."""
+  if data_placement not in DATA_PLACEMENTS:
+    raise ValueError(f'config.data_placement={data_placement!r} is not a data placement; choose one of '
+                     f'{DATA_PLACEMENTS} (\'host\' keeps the training clients in host memory).')
+  if int(prefetch_depth) != prefetch_depth or prefetch_depth < 0:
+    raise ValueError(f'config.prefetch_depth={prefetch_depth} must be an integer >= 0 (rounds prepared ahead '
+                     'in host mode; 0 = no prefetch).')
+
+
+def _make_round_step(algorithm):
+  """A jitted, state-donating step of one round on prefetched inputs; keys as in `_make_block`."""
+
+  @functools.partial(jax.jit, donate_argnums=(0,))
+  def round_step(state, inputs: sampling.RoundInputs, base_key):
+    key = jax.random.fold_in(base_key, state.round)
+    _, step_key = jax.random.split(key)  # the sample key was used by the host loader
+    return algorithm.step(state, inputs, step_key)
+
+  return round_step
+
+
+def _run_host_rounds(round_step, state, rounds, length: int, base_key):
+  """Runs `length` rounds from the iterator of prefetched RoundInputs; metrics stacked like a scan's.
+
+  Waits for round r-1 after queueing round r, so the device always has the next round queued but
+  at most two cohorts (plus the one being prefetched) are alive on it.
+  """
+  per_round, previous = [], None
+  for _ in range(length):
+    state, metrics = round_step(state, next(rounds), base_key)
+    if previous is not None:
+      jax.block_until_ready(previous)
+    previous = metrics
+    per_round.append(metrics)
+  per_round = jax.device_get(per_round)
+  return state, jax.tree.map(lambda *values: np.stack(values), *per_round)
+
+
 def _check_finite(row: dict, keys=('train_loss', 'test_loss')) -> None:
   for key in keys:
     value = row.get(key)
@@ -105,6 +155,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     RunDivergedError: a loss became NaN or infinite (the message gives round and metric).
   """
   config = ml_collections.ConfigDict(config)
+  data_placement = config.get('data_placement', 'device')
+  validate_data_placement(data_placement, config.get('prefetch_depth', 1))
   num_clients_hint = config.data.get('num_clients')
   if num_clients_hint is not None:
     sampling.validate_sampling(num_clients_hint, config.clients_per_round, config.get('dropout_rate', 0.0))
@@ -121,7 +173,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   replicated = NamedSharding(mesh, P()) if mesh is not None else None
   put = lambda a: jax.device_put(np.asarray(a), replicated)
-  data = FederatedData(*(put(a) for a in train))
+  host_data = data_placement == 'host'
+  data = None if host_data else FederatedData(*(put(a) for a in train))
   test_x, test_y = put(dataset.test_x), put(dataset.test_y)
   attack = config.get('attack') or ml_collections.ConfigDict({'name': 'none'})
   byzantine = put(sampling.byzantine_mask(train.num_clients, attack.get('fraction', 0.0) if attack.get(
@@ -174,13 +227,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   last_row: dict = writer.rows[-1] if writer.rows else {}
   checkpoint_every = config.get('checkpoint_every', eval_every)
   first_block_seconds = None
+  prefetcher = None
+  if host_data:
+    loader = host_lib.make_cohort_loader(train, config.clients_per_round, base_key, config.get('dropout_rate', 0.0),
+                                         byzantine, host_lib.cohort_sharding(mesh, config.clients_per_round))
+    prefetcher = host_lib.Prefetcher(loader, range(start_round, rounds), depth=int(config.get('prefetch_depth', 1)))
+    round_step = _make_round_step(algorithm)
   try:
     while round_index < rounds:
       length = min(eval_every - round_index % eval_every, rounds - round_index)
-      if length not in blocks:
-        blocks[length] = _make_block(algorithm, config.clients_per_round, config.get('dropout_rate', 0.0), length)
       tic = time.time()
-      state, block_metrics = blocks[length](state, data, byzantine, base_key)
+      if host_data:
+        state, block_metrics = _run_host_rounds(round_step, state, prefetcher, length, base_key)
+      else:
+        if length not in blocks:
+          blocks[length] = _make_block(algorithm, config.clients_per_round, config.get('dropout_rate', 0.0), length)
+        state, block_metrics = blocks[length](state, data, byzantine, base_key)
       block_metrics = jax.device_get(block_metrics)
       first_block_seconds = first_block_seconds or time.time() - tic
       losses_seen = np.asarray(block_metrics['train_loss'])
@@ -196,6 +258,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress.update(length)
       progress.set_postfix({k: f'{last_row[k]:.4f}' for k in ('train_loss', 'test_accuracy') if k in last_row})
   finally:
+    if prefetcher is not None:
+      prefetcher.close()
     progress.close()
     checkpointer.close()
 
@@ -208,6 +272,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'num_devices': placement_lib.num_mesh_clients(mesh),
       'placement': placement_lib.resolve_strategy(config.get('placement', 'auto')),
       'num_params': models_lib.num_params(state.params),
+      'data_placement': data_placement,
       'final': last_row,
   }
   _write_json(os.path.join(workdir, 'summary.json'), summary)

@@ -252,7 +252,7 @@ def test_cache_dir_default_follows_environment(monkeypatch, tmp_path):
 
 def test_registry_lists_every_loader():
   assert set(datasets.DATASETS) == {'regression', 'fedprox_synthetic', 'digits', 'mnist1d', 'mnist_idx',
-                                    'emnist_idx', 'cifar10', 'femnist'}
+                                    'emnist_idx', 'cifar10', 'femnist', 'femnist_synthetic', 'federated_npy'}
 
 
 @pytest.mark.parametrize('name,kwargs,field', [

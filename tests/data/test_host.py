@@ -156,3 +156,17 @@ def test_prefetcher_close_stops_the_worker_early():
   assert list(items) == []
   with pytest.raises(ValueError, match='depth'):
     host.Prefetcher(produce, range(3), depth=-1)
+
+
+def test_every_round_has_the_same_shapes_and_shardings_so_a_step_compiles_once():
+  traces = []
+
+  @jax.jit
+  def step(inputs):
+    traces.append(1)
+    return jnp.sum(inputs.data.x) + jnp.sum(inputs.participation)
+
+  load = host.make_cohort_loader(_data(num_clients=10), 4, jax.random.key(0), dropout_rate=0.2)
+  for r in range(3):
+    step(load(r))
+  assert len(traces) == 1

@@ -1,6 +1,6 @@
 """Aggregators of stacked client updates."""
 
-from fedjax_lab.aggregators.base import Aggregator, mean, weighted_mean
+from fedjax_lab.aggregators.base import Aggregator, StreamingForm, mean, streamed_aggregate, weighted_mean
 # Robust aggregators (issue #6).
 from fedjax_lab.aggregators.clipping import CenteredClippingState, centered_clipping, norm_bounded_mean
 from fedjax_lab.aggregators.coordinatewise import median, trimmed_mean

@@ -3,8 +3,15 @@
 An `Aggregator` is `init(params) -> state` and `aggregate(updates, state, context) -> (update,
 state)`: `updates` has leaves [C, ...] (the cohort axis first), `context.weights` [C] are the
 aggregation weights (0 for dropped or padding clients), and `update` has the leaves of one client.
-`streaming=True` marks aggregators that are a weighted mean of the updates, which lets the client
-map keep a running sum instead of materialising the [C, ...] stack (memory flat in C).
+
+Streaming. An aggregator that is "map each client, take a weighted sum, finish with the sum" also
+carries a `StreamingForm`; FedAvg then fuses the per-client map into the client function and keeps a
+running sum (`fedjax_lab.clients.placement.sum_clients`) instead of materialising the [C, ...]
+stack, so memory is one client's (or one chunk's) whatever C is. Streaming: `mean`, DP-FedAvg's
+`dp_mean` (clip, sum, noise once, divide), local DP's `participant_mean`, `norm_bounded_mean`.
+Not streaming (they need the whole stack, C x model bytes): `median`, `trimmed_mean`, `krum`,
+`multi_krum`, `bulyan`, `geometric_median` (order statistics, distances, Weiszfeld iterations) and
+`centered_clipping` (iterations over the stack).
 """
 
 from __future__ import annotations
@@ -19,10 +26,80 @@ from fedjax_lab.transforms.base import RoundContext
 PyTree = Any
 
 
+class StreamingForm(NamedTuple):
+  """An aggregator as a per-client map, a weighted running sum and a finalize step.
+
+  For updates u_i and weights w_i ([C], ctx.weights) the aggregate equals
+
+      finalize(sum_i sum_weight(w_i) * client_map(u_i), sum_i sum_weight(w_i), state, ctx)
+
+  where a client whose sum weight is 0 adds exactly 0 (never 0 * inf).
+
+  Attributes:
+    client_map: `(update, weight) -> update` for one client, leaves [...] (identity for the mean,
+      clipping for DP). Must not depend on other clients.
+    sum_weight: `weight -> weight`, [] -> [] float32: the client's weight in the sum.
+    finalize: `(sums, total_weight, state, ctx) -> (update, state)`: sums has float32 leaves [...],
+      total_weight is [] float32; ctx is the round's RoundContext (ctx.rng for noise, ctx.params
+      for dtypes).
+  """
+
+  client_map: Callable[[PyTree, jax.Array], PyTree]
+  sum_weight: Callable[[jax.Array], jax.Array]
+  finalize: Callable[[PyTree, jax.Array, PyTree, RoundContext], tuple[PyTree, PyTree]]
+
+
 class Aggregator(NamedTuple):
+  """`init(params) -> state`, `aggregate(updates, state, ctx) -> (update, state)` (module docstring).
+
+  `streaming_form` is set when the aggregator can run as a running sum (memory flat in C).
+  """
+
   init: Callable[[PyTree], PyTree]
   aggregate: Callable[[PyTree, PyTree, RoundContext], tuple[PyTree, PyTree]]
-  streaming: bool = False
+  streaming_form: StreamingForm | None = None
+
+  @property
+  def streaming(self) -> bool:
+    """True when FedAvg may stream this aggregator (it has a `streaming_form`)."""
+    return self.streaming_form is not None
+
+
+def identity_map(update: PyTree, weight: jax.Array) -> PyTree:
+  """A StreamingForm.client_map that leaves the update unchanged."""
+  del weight
+  return update
+
+
+def present_weight(weight: jax.Array) -> jax.Array:
+  """A StreamingForm.sum_weight that counts every participant once (1 if weight > 0, else 0)."""
+  return (jnp.asarray(weight) > 0).astype(jnp.float32)
+
+
+def cast_like(tree: PyTree, like: PyTree) -> PyTree:
+  """Casts each leaf to the dtype of the matching leaf of `like` (unchanged when like is None)."""
+  if like is None:
+    return tree
+  return jax.tree.map(lambda t, l: t.astype(l.dtype), tree, like)
+
+
+def divide_by_total(sums: PyTree, total: jax.Array, like: PyTree = None) -> PyTree:
+  """sums / total, 0 when total is 0 (then every sum is 0 too); cast like `like`."""
+  safe = jnp.where(total > 0, total, 1.0)
+  return cast_like(jax.tree.map(lambda s: s / safe, sums), like)
+
+
+def streamed_aggregate(form: StreamingForm, updates: PyTree, state: PyTree, ctx: RoundContext):
+  """Evaluates a StreamingForm on the stacked updates (leaves [C, ...]): what streaming computes.
+
+  Useful to check an aggregator's `aggregate` against its streaming form.
+  """
+  sum_weights = jax.vmap(form.sum_weight)(ctx.weights)
+  mapped = jax.vmap(form.client_map)(updates, ctx.weights)
+  keep = sum_weights > 0
+  sums = jax.tree.map(lambda u: jnp.tensordot(sum_weights, jnp.where(
+      keep.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0), axes=1), mapped)
+  return form.finalize(sums, jnp.sum(sum_weights), state, ctx)
 
 
 def weighted_mean(updates: PyTree, weights: jax.Array) -> PyTree:
@@ -47,9 +124,14 @@ def weighted_mean(updates: PyTree, weights: jax.Array) -> PyTree:
 
 
 def mean() -> Aggregator:
-  """Example-weighted mean (FedAvg's aggregator). Stateless; streamable."""
+  """Example-weighted mean (FedAvg's aggregator). Stateless; streams."""
+  form = StreamingForm(
+      client_map=identity_map,
+      sum_weight=lambda weight: jnp.asarray(weight, jnp.float32),
+      finalize=lambda sums, total, state, ctx: (divide_by_total(sums, total, ctx.params), state),
+  )
   return Aggregator(
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (weighted_mean(updates, ctx.weights), state),
-      streaming=True,
+      streaming_form=form,
   )

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.base import Aggregator, StreamingForm, divide_by_total, present_weight
 
 PyTree = Any
 
@@ -88,10 +88,22 @@ def norm_bounded_mean(max_norm: float, weighted: bool = True) -> Aggregator:
     max_norm: M (> 0).
     weighted: average with `ctx.weights` (FedAvg's example weighting, as in the paper) or uniformly.
   Returns:
-    Aggregator (stateless).
+    Aggregator (stateless; streams: clipping is per client, then a weighted mean).
   """
   max_norm = ru.check_positive(max_norm, 'max_norm')
+
+  def client_map(update, weight):
+    del weight
+    stacked = jax.tree.map(lambda u: u[None], update)
+    factor = ru.clip_factors(ru.sq_norms(stacked), max_norm)[0]
+    return jax.tree.map(lambda u: (factor * u.astype(jnp.float32)).astype(u.dtype), update)
+
+  form = StreamingForm(
+      client_map=client_map,
+      sum_weight=(lambda weight: jnp.asarray(weight, jnp.float32)) if weighted else present_weight,
+      finalize=lambda sums, total, state, ctx: (divide_by_total(sums, total, ctx.params), state))
   return Aggregator(
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (
-          norm_bounded_mean_aggregate(updates, ctx.weights, max_norm, weighted), state))
+          norm_bounded_mean_aggregate(updates, ctx.weights, max_norm, weighted), state),
+      streaming_form=form)

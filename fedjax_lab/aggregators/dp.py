@@ -11,6 +11,12 @@ the realised count would make the denominator itself data dependent under Poisso
 
 `ctx.weights > 0` marks participating clients (0: dropped out or padding); the weights' values are
 otherwise ignored. The epsilon of a run comes from `fedjax_lab.privacy.accounting`.
+
+Every step but the noise is per client, and the noise is added once to the sum, so the aggregator
+streams (`StreamingForm`): FedAvg clips each client inside the client loop, keeps a running sum of
+the participants' clipped updates, and adds the noise and divides at the end. Memory is then flat in
+the cohort size, and large cohorts are where central DP is cheap (the noise on the mean falls as
+1 / cohort).
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.base import Aggregator, StreamingForm, cast_like, present_weight
 from fedjax_lab.transforms.base import RoundContext
-from fedjax_lab.transforms.clipping import clip_updates, validate_clip_norm
+from fedjax_lab.transforms.clipping import clip_one, clip_updates, validate_clip_norm
 from fedjax_lab.transforms.noise import add_gaussian_noise
 
 PyTree = Any
@@ -59,7 +65,7 @@ def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_roun
       Poisson sampling.
 
   Returns:
-    Aggregator (stateless, not streaming) over updates with leaves [C, ...]; uses ctx.rng and
+    Aggregator (stateless, streaming) over updates with leaves [C, ...]; uses ctx.rng and
     ctx.weights > 0 as the participation mask. The noise on each output coordinate has standard
     deviation sigma * C / expected_clients_per_round.
   """
@@ -75,4 +81,11 @@ def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_roun
     mean = jax.tree.map(lambda s, u: (s / expected_clients_per_round).astype(u.dtype), total, updates)
     return mean, state
 
-  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming=False)
+  def finalize(sums, total_weight, state, ctx: RoundContext):
+    del total_weight  # the fixed denominator, not the realised count
+    noisy = add_gaussian_noise(sums, noise_stddev, ctx.rng)
+    return cast_like(jax.tree.map(lambda s: s / expected_clients_per_round, noisy), ctx.params), state
+
+  form = StreamingForm(client_map=lambda update, weight: clip_one(update, clip_norm),
+                       sum_weight=present_weight, finalize=finalize)
+  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form)

@@ -60,7 +60,7 @@ def scaffold(
   """
   if client_lr <= 0:
     raise ValueError(f'config.algorithm.client_lr={client_lr} must be > 0.')
-  placement_lib.validate_placement(placement, chunk_size)
+  placement_lib.validate_placement(placement, chunk_size, memory_budget_mb=0)
   client_update = local_lib.local_sgd(model, optax.sgd(client_lr), local_epochs, batch_size, max_examples)
 
   def init(params) -> ServerState:

@@ -20,7 +20,8 @@ evenly is padded with zero clients (weight 0), which are dropped from stacked ou
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,10 +44,39 @@ def resolve_strategy(strategy: str, backend: str | None = None) -> str:
   return 'scan' if backend == 'cpu' else 'vmap'
 
 
-def validate_placement(strategy: str, chunk_size: int | None) -> None:
+def validate_placement(strategy: str, chunk_size: int | None, memory_budget_mb: float | None = None) -> None:
+  """Checks config.placement, config.chunk_size and config.memory_budget_mb before compiling.
+
+  'chunked' needs chunk_size >= 1, or no chunk_size (0 or None) and memory_budget_mb > 0, in which
+  case the runner picks the largest chunk that fits (`chunk_size_for_budget`).
+
+  Args:
+    strategy: config.placement.
+    chunk_size: config.chunk_size (None or 0: not set).
+    memory_budget_mb: config.memory_budget_mb (0: no budget). None means the caller does not
+      know the budget (a first check on the placement fields alone): 'chunked' without a chunk
+      size is then accepted here and resolved or rejected where the algorithm is built. An
+      algorithm needs a concrete chunk and passes 0.
+  """
   resolve_strategy(strategy)
-  if strategy == 'chunked' and (chunk_size is None or chunk_size < 1):
-    raise ValueError(f'config.chunk_size={chunk_size} must be >= 1 for placement="chunked".')
+  if chunk_size is not None and (isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 0):
+    raise ValueError(f'config.chunk_size={chunk_size!r} must be an integer >= 1 (or 0 to pick it from '
+                     'config.memory_budget_mb).')
+  chunk_size = chunk_size or None
+  if memory_budget_mb:
+    if not (isinstance(memory_budget_mb, (int, float)) and math.isfinite(memory_budget_mb) and memory_budget_mb > 0):
+      raise ValueError(f'config.memory_budget_mb={memory_budget_mb!r} must be a finite number > 0 (0: no budget).')
+    if strategy != 'chunked':
+      raise ValueError(f'config.memory_budget_mb={memory_budget_mb} picks the chunk of placement="chunked"; '
+                       f'config.placement is {strategy!r}.')
+    if chunk_size is not None:
+      raise ValueError(f'config.chunk_size={chunk_size} and config.memory_budget_mb={memory_budget_mb} are both '
+                       'set; set chunk_size=0 to pick the chunk from the budget, or memory_budget_mb=0.')
+  elif memory_budget_mb is not None and memory_budget_mb != 0:
+    raise ValueError(f'config.memory_budget_mb={memory_budget_mb!r} must be a finite number > 0 (0: no budget).')
+  if strategy == 'chunked' and chunk_size is None and memory_budget_mb is not None and not memory_budget_mb:
+    raise ValueError(f'config.chunk_size={chunk_size} must be >= 1 for placement="chunked" (or 0 with '
+                     'config.memory_budget_mb > 0 to pick the largest chunk that fits the budget).')
 
 
 def num_mesh_clients(mesh: Mesh | None) -> int:
@@ -74,28 +104,55 @@ def _map_local(fn, shared, per_client, strategy: str, chunk_size: int | None):
   return jax.lax.map(one, per_client, batch_size=chunk_size)
 
 
+def _masked_sum(weights: jax.Array | None, outputs: PyTree) -> PyTree:
+  """sum_i weights[i] * outputs[i] over a leading chunk axis; a weight-0 client adds exactly 0.
+
+  `where`, not only the product: a dropped or padding client's output may be inf or nan, and
+  0 * inf would leak a nan into the sum. weights=None: a plain sum.
+  """
+  if weights is None:
+    return jax.tree.map(lambda o: jnp.sum(o, axis=0), outputs)
+
+  def reduce(o):
+    keep = (weights > 0).reshape((-1,) + (1,) * (o.ndim - 1))
+    return jnp.tensordot(weights, jnp.where(keep, o, 0.0), axes=1)
+  return jax.tree.map(reduce, outputs)
+
+
 def _weighted_sum_local(fn, shared, per_client, weights, strategy: str, chunk_size: int | None):
-  """sum_i weights[i] * fn(shared, client_i) for every output leaf (float32)."""
+  """sum_i weights[i] * fn(shared, client_i) for every output leaf (float32); weights=None: plain sum.
+
+  'scan' and 'chunked' read each chunk of the cohort in place (`dynamic_slice` inside the loop)
+  and add a remainder chunk at the end, so nothing of size C (no padded copy of the cohort, no
+  stacked outputs) is ever materialised: XLA's temporary memory is that of one chunk.
+  """
   one = lambda client: jax.tree.map(lambda o: o.astype(jnp.float32), fn(shared, client))
   if strategy == 'vmap':
-    return jax.tree.map(lambda o: jnp.tensordot(weights, o, axes=1), jax.vmap(one)(per_client))
-  chunk = 1 if strategy == 'scan' else chunk_size
-  # lax.map's batch_size leaves a remainder; here the cohort is padded to whole chunks instead.
-  per_client = _pad_leading(per_client, chunk)
-  weights = _pad_leading(weights, chunk)
-  chunks = jax.tree.map(lambda a: a.reshape((-1, chunk) + a.shape[1:]), (per_client, weights))
+    return _masked_sum(weights, jax.vmap(one)(per_client))
+  chunk = 1 if strategy == 'scan' else int(chunk_size)
+  size = cohort_size(per_client)
+  chunk = min(chunk, size)
+  full = size // chunk
   template = jax.eval_shape(one, jax.tree.map(lambda a: a[0], per_client))
-  zeros = match_vma(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template), weights)
+  reference = weights if weights is not None else jax.tree.leaves(per_client)[0]
+  zeros = match_vma(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template), reference)
+  take_weights = lambda f: None if weights is None else f(weights)
 
-  def body(total, chunk_inputs):
-    clients, w = chunk_inputs
-    if chunk == 1:
-      out = one(jax.tree.map(lambda a: a[0], clients))
-      return jax.tree.map(lambda t, o: t + w[0] * o, total, out), None
-    out = jax.vmap(one)(clients)
-    return jax.tree.map(lambda t, o: t + jnp.tensordot(w, o, axes=1), total, out), None
+  def add(total, clients, w):
+    if cohort_size(clients) == 1:
+      out = jax.tree.map(lambda o: o[None], one(jax.tree.map(lambda a: a[0], clients)))
+    else:
+      out = jax.vmap(one)(clients)
+    return jax.tree.map(jnp.add, total, _masked_sum(w, out))
 
-  total, _ = jax.lax.scan(body, zeros, chunks)
+  def body(i, total):
+    take = lambda a: jax.lax.dynamic_slice_in_dim(a, i * chunk, chunk)
+    return add(total, jax.tree.map(take, per_client), take_weights(take))
+
+  total = jax.lax.fori_loop(0, full, body, zeros)
+  if size > full * chunk:  # the remainder: one smaller chunk, never a padded copy of the cohort
+    tail = lambda a: a[full * chunk:]
+    total = add(total, jax.tree.map(tail, per_client), take_weights(tail))
   return total
 
 
@@ -176,6 +233,33 @@ def weighted_sum_clients(
                        out_specs=P())(shared, padded, padded_weights)
 
 
+def sum_clients(
+    fn: Callable[[PyTree, PyTree], PyTree],
+    shared: PyTree,
+    per_client: PyTree,
+    strategy: str = 'auto',
+    chunk_size: int | None = None,
+    mesh: Mesh | None = None,
+) -> PyTree:
+  """Streams sum_i fn(shared, client_i) (float32) without materialising the [C, ...] stack.
+
+  Like `weighted_sum_clients` with unit weights, but on one device it needs no [C] weight vector
+  at all: the client function weighs (and masks) its own output, e.g. FedAvg's fused
+  transform-and-aggregate client. Padding clients (multi-device) count 0.
+
+  Args:
+    fn, shared, per_client, strategy, chunk_size, mesh: as in `map_clients`.
+
+  Returns:
+    pytree like one client's output, float32 leaves (replicated across devices).
+  """
+  strategy = resolve_strategy(strategy)
+  if num_mesh_clients(mesh) == 1:
+    return _weighted_sum_local(fn, shared, per_client, None, strategy, chunk_size)
+  ones = jnp.ones((cohort_size(per_client),), jnp.float32)
+  return weighted_sum_clients(fn, shared, per_client, ones, strategy, chunk_size, mesh)
+
+
 def client_mesh(num_devices: int | None = None) -> Mesh | None:
   """A 1-D mesh over the first `num_devices` devices (all when None or 0), axis 'clients'.
 
@@ -189,3 +273,142 @@ def client_mesh(num_devices: int | None = None) -> Mesh | None:
     return None
   return jax.make_mesh((num_devices,), (CLIENT_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
                        devices=jax.devices()[:num_devices])
+
+
+# ----------------------------------------------------------------------------- memory budget
+
+
+class ChunkChoice(NamedTuple):
+  """The chunk picked for a memory budget, and the fit it came from.
+
+  Attributes:
+    chunk_size: clients per chunk.
+    temp_bytes: XLA temporary bytes measured for that chunk (estimated on the fallback path).
+    intercept, slope: the linear model temp(k) ~ intercept + slope * k, bytes and bytes per client.
+    measured: False when the backend had no memory analysis and the fallback estimate was used.
+  """
+
+  chunk_size: int
+  temp_bytes: int
+  intercept: float
+  slope: float
+  measured: bool
+
+
+def compiled_temp_bytes(fn: Callable, *args) -> int | None:
+  """XLA's temporary (working) bytes of `jax.jit(fn)` compiled for `args`; None where unavailable.
+
+  Args:
+    fn: function to compile.
+    *args: arrays or `jax.ShapeDtypeStruct`s (nothing is allocated or run).
+
+  Returns:
+    `compile().memory_analysis().temp_size_in_bytes`, or None when the backend gives no analysis.
+  """
+  try:
+    analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
+  except (NotImplementedError, AttributeError, jax.errors.JaxRuntimeError):
+    return None
+  if analysis is None or getattr(analysis, 'temp_size_in_bytes', None) is None:
+    return None
+  return int(analysis.temp_size_in_bytes)
+
+
+def pick_chunk_size(temp_bytes: Callable[[int], int | None], budget_bytes: int, max_chunk: int,
+                    fallback_bytes_per_client: int | None = None, field: str = 'config.memory_budget_mb',
+                    hint: str = '') -> ChunkChoice:
+  """The largest chunk k <= max_chunk whose temporary memory temp_bytes(k) fits budget_bytes.
+
+  Measures k = 1 and k = 4, fits temp(k) ~ a + b k, predicts the largest fitting k and checks it
+  by measuring; if XLA's memory is not quite linear in k it refits between the nearest measured
+  points below and above the budget (at most 6 more compilations). The answer is always a chunk
+  whose measured memory fits.
+
+  Fallback: when `temp_bytes` returns None (no memory analysis on this backend) the model is
+  temp(k) = k * fallback_bytes_per_client (the caller's estimate of one client's working set);
+  without that estimate a ValueError asks for an explicit chunk size.
+
+  Args:
+    temp_bytes: k -> bytes of the compiled program with chunk k (None if unknown).
+    budget_bytes: the budget.
+    max_chunk: largest useful chunk (the per-device cohort size).
+    fallback_bytes_per_client: see Fallback.
+    field: the config field named in errors.
+    hint: appended to the error when even chunk 1 does not fit.
+
+  Returns:
+    ChunkChoice.
+  """
+  if max_chunk < 1:
+    raise ValueError(f'max_chunk={max_chunk} must be >= 1.')
+  budget_mb = budget_bytes / 2 ** 20
+  first = temp_bytes(1)
+  if first is None:
+    if not fallback_bytes_per_client:
+      raise ValueError(f'{field}={budget_mb:g}: this backend ({jax.default_backend()}) reports no compiled memory; '
+                       'set config.chunk_size explicitly.')
+    per_client = int(fallback_bytes_per_client)
+    k = min(max_chunk, budget_bytes // per_client)
+    if k < 1:
+      raise ValueError(f'{field}={budget_mb:g} is below the estimated {per_client / 2**20:.2f} MiB of one client. '
+                       + hint)
+    return ChunkChoice(int(k), int(k * per_client), 0.0, float(per_client), False)
+  if first > budget_bytes:
+    raise ValueError(f'{field}={budget_mb:g}: even chunk_size=1 needs {first / 2**20:.2f} MiB of XLA temporary '
+                     f'memory; raise the budget. ' + hint)
+  if max_chunk == 1:
+    return ChunkChoice(1, first, float(first), 0.0, True)
+  probe = min(max_chunk, 4)
+  points = {1: first, probe: temp_bytes(probe)}
+  for _ in range(6):
+    fits = [k for k, t in points.items() if t <= budget_bytes]
+    over = [k for k, t in points.items() if t > budget_bytes]
+    best, above = max(fits), (min(over) if over else max_chunk + 1)
+    if above == best + 1:
+      break
+    # Secant between the two nearest measured points around the budget (the line through 1 and
+    # the largest point while nothing has failed yet), kept strictly inside (best, above).
+    low, high = (best, above) if over else (1, max(points))
+    slope = (points[high] - points[low]) / (high - low)
+    guess = above - 1 if slope <= 0 else int(low + (budget_bytes - points[low]) // slope)
+    guess = min(max(guess, best + 1), above - 1)
+    if guess in points:
+      break
+    points[guess] = temp_bytes(guess)
+  best = max(k for k, t in points.items() if t <= budget_bytes)
+  top = max(points)
+  slope = (points[top] - points[1]) / max(top - 1, 1)
+  return ChunkChoice(best, points[best], float(points[1] - slope), float(slope), True)
+
+
+def chunk_size_for_budget(fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, one_client: PyTree,
+                          budget_bytes: int, max_chunk: int, field: str = 'config.memory_budget_mb') -> ChunkChoice:
+  """The largest chunk whose compiled streaming sum of `fn` fits `budget_bytes` of XLA temp memory.
+
+  Compiles (never runs) `sum_clients(fn, shared, cohort, 'chunked', k)` over a cohort of 2k clients
+  shaped like `one_client` (two chunks, so the loop is real) for a few k; see `pick_chunk_size`.
+  The fallback without memory analysis estimates one client as its input bytes plus three times
+  its output bytes (the output, the running sum and a gradient-sized intermediate).
+
+  Args:
+    fn: per-client function, as in `map_clients`.
+    shared: arrays or ShapeDtypeStructs given to every client.
+    one_client: one client's inputs (leaves [...]), arrays or ShapeDtypeStructs.
+    budget_bytes: the budget.
+    max_chunk: largest chunk to consider (the per-device cohort size).
+    field: config field named in errors.
+
+  Returns:
+    ChunkChoice.
+  """
+  spec = lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a))
+  shared = jax.tree.map(spec, shared)
+  one_client = jax.tree.map(spec, one_client)
+
+  def measure(k):
+    cohort = jax.tree.map(lambda s: jax.ShapeDtypeStruct((2 * k,) + s.shape, s.dtype), one_client)
+    return compiled_temp_bytes(lambda s, c: sum_clients(fn, s, c, 'chunked', k), shared, cohort)
+
+  out = jax.eval_shape(fn, shared, one_client)
+  nbytes = lambda tree: sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(tree))
+  return pick_chunk_size(measure, budget_bytes, max_chunk, nbytes(one_client) + 3 * nbytes(out), field)

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from scipy import stats
 
-from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.base import Aggregator, StreamingForm, divide_by_total, identity_map, present_weight
 from fedjax_lab.aggregators.dp import dp_mean
 from fedjax_lab.privacy import accounting
 from fedjax_lab.transforms.base import RoundContext, Transform, chain
@@ -59,7 +59,11 @@ def local_dp(clip_norm: float, noise_multiplier: float) -> Transform:
 
 
 def participant_mean() -> Aggregator:
-  """Uniform mean over participating clients (ctx.weights > 0): what the server does under local DP."""
+  """Uniform mean over participating clients (ctx.weights > 0): what the server does under local DP.
+
+  Streams (a running sum of the participants' updates divided by their count), so local DP, whose
+  clip-and-noise transform is per-client, runs with memory flat in the cohort size too.
+  """
 
   def aggregate(updates, state, ctx: RoundContext):
     mask = ctx.weights > 0
@@ -68,7 +72,11 @@ def participant_mean() -> Aggregator:
     mean = jax.tree.map(lambda u: (jnp.sum(keep(u), axis=0) / count).astype(u.dtype), updates)
     return mean, state
 
-  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming=False)
+  def finalize(sums, total_weight, state, ctx: RoundContext):
+    return divide_by_total(sums, jnp.maximum(total_weight, 1.0), ctx.params), state
+
+  form = StreamingForm(client_map=identity_map, sum_weight=present_weight, finalize=finalize)
+  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form)
 
 
 def dp_fedavg_components(clip_norm: float, noise_multiplier: float, clients_per_round: int,

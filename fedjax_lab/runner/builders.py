@@ -4,7 +4,9 @@ Every builder validates its config fields and raises ValueError naming the field
 is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete example):
 
   config.seed, config.rounds, config.clients_per_round, config.dropout_rate, config.placement,
-  config.chunk_size, config.num_devices
+  config.chunk_size, config.memory_budget_mb, config.num_devices
+    placement='chunked' with chunk_size=0 and memory_budget_mb=N picks the largest chunk whose
+    compiled round needs at most N MiB of XLA temporary memory (`choose_chunk_size`).
   config.data:       name + keyword arguments of `fedjax_lab.data.datasets.load_dataset`
   config.model:      name (+ hidden, ... keyword arguments of the model builder)
   config.algorithm:  name, client_lr, server_optimizer, server_lr, local_epochs, batch_size, ...
@@ -14,6 +16,7 @@ is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete exa
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
@@ -25,6 +28,7 @@ from fedjax_lab import transforms as transforms_lib
 from fedjax_lab.algorithms.base import Algorithm
 from fedjax_lab.algorithms.fedavg import fedavg, fedsgd
 from fedjax_lab.algorithms.scaffold import scaffold
+from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import sampling
 from fedjax_lab.models import models as models_lib
 
@@ -194,7 +198,71 @@ ALGORITHMS = FEDAVG_FAMILY + ('scaffold',)
 
 
 def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh) -> Algorithm:
-  """Builds the configured algorithm over `train_data` (a FederatedData)."""
+  """Builds the configured algorithm over `train_data` (a FederatedData).
+
+  With config.placement='chunked', config.chunk_size=0 and config.memory_budget_mb > 0 the chunk
+  is picked from the budget first (a few compilations of the round, nothing is run).
+  """
+  strategy = config.get('placement', 'auto')
+  chunk_size = config.get('chunk_size') or None
+  budget_mb = config.get('memory_budget_mb', 0) or 0
+  placement_lib.validate_placement(strategy, chunk_size, budget_mb)
+  make = lambda chunk: _build_algorithm(config, model, train_data, num_classes, mesh, chunk)
+  if strategy == 'chunked' and chunk_size is None:
+    chunk_size = choose_chunk_size(config, make, model, train_data, mesh).chunk_size
+  return make(chunk_size)
+
+
+def _round_shapes(model: models_lib.Model, train_data, clients_per_round: int):
+  """Abstract (params, RoundInputs, key) of one round: shapes only, nothing allocated."""
+  spec = lambda shape, dtype: jax.ShapeDtypeStruct(tuple(shape), dtype)
+  x, y = train_data.x, train_data.y
+  c = clients_per_round
+  data = type(train_data)(spec((c,) + tuple(x.shape[1:]), x.dtype), spec((c,) + tuple(y.shape[1:]), y.dtype),
+                          spec((c,), train_data.num_examples.dtype))
+  inputs = sampling.RoundInputs(data, spec((c,), 'int32'), spec((c,), bool), spec((c,), bool))
+  params = jax.eval_shape(model.init, jax.random.key(0))
+  return params, inputs, jax.eval_shape(lambda: jax.random.key(0))
+
+
+def choose_chunk_size(config: ConfigDict, make: Callable[[int], Algorithm], model: models_lib.Model, train_data,
+                      mesh) -> placement_lib.ChunkChoice:
+  """The largest chunk whose compiled round fits config.memory_budget_mb of XLA temporary memory.
+
+  The budget bounds the working memory of one compiled `algorithm.step` given its cohort (the
+  cohort's data, C x M x features, is an input and not counted); see
+  `fedjax_lab.clients.placement.pick_chunk_size` for the search and the fallback.
+
+  Args:
+    config: the run config (clients_per_round, memory_budget_mb).
+    make: chunk -> Algorithm.
+    model: the model (for the parameter shapes).
+    train_data: FederatedData (for the client shapes).
+    mesh: optional client mesh; the chunk is per device.
+
+  Returns:
+    ChunkChoice.
+  """
+  params, inputs, key = _round_shapes(model, train_data, config.clients_per_round)
+
+  def measure(chunk):
+    algorithm = make(chunk)
+    state = jax.eval_shape(algorithm.init, params)
+    return placement_lib.compiled_temp_bytes(algorithm.step, state, inputs, key)
+
+  devices = placement_lib.num_mesh_clients(mesh)
+  max_chunk = -(-config.clients_per_round // devices)
+  model_bytes = sum(math.prod(p.shape) * p.dtype.itemsize for p in jax.tree.leaves(params))
+  client_bytes = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in jax.tree.leaves(inputs.data))
+  hint = (f'If the aggregator or a transform needs the whole stack (not streaming), that alone is '
+          f'clients_per_round x model bytes = {config.clients_per_round * model_bytes / 2**20:.1f} MiB '
+          '(see fedjax_lab.algorithms.fedavg).')
+  return placement_lib.pick_chunk_size(measure, int(config.memory_budget_mb * 2 ** 20), max_chunk,
+                                       fallback_bytes_per_client=client_bytes + 4 * model_bytes, hint=hint)
+
+
+def _build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh,
+                     chunk_size: int | None) -> Algorithm:
   section = config.algorithm
   name = section.name
   if name not in ALGORITHMS:
@@ -204,7 +272,7 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
     section.server_optimizer = _FEDOPT_SERVER[name]
   server_optimizer = build_server_optimizer(section)
   max_examples = train_data.max_examples
-  common = dict(placement=config.get('placement', 'auto'), chunk_size=config.get('chunk_size') or None, mesh=mesh)
+  common = dict(placement=config.get('placement', 'auto'), chunk_size=chunk_size, mesh=mesh)
   num_params = models_lib.num_params(model.init(jax.random.key(0)))
   if name == 'scaffold':
     return scaffold(model, section.client_lr, server_optimizer, section.local_epochs, section.batch_size,

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.transforms.base import RoundContext, Transform, stateless
+from fedjax_lab.transforms.base import ClientContext, Transform, per_client_transform
 
 PyTree = Any
 
@@ -55,19 +55,33 @@ def clip_updates(updates: PyTree, clip_norm: float | jax.Array) -> tuple[PyTree,
   return clipped, norms
 
 
+def clip_one(update: PyTree, clip_norm: float | jax.Array) -> PyTree:
+  """Scales one client's update (all leaves as one vector) to L2 norm at most clip_norm.
+
+  Args:
+    update: pytree, leaves [...] (one client, unstacked).
+    clip_norm: scalar C > 0.
+
+  Returns:
+    pytree like update.
+  """
+  stacked, _ = clip_updates(jax.tree.map(lambda u: u[None], update), clip_norm)
+  return jax.tree.map(lambda u: u[0], stacked)
+
+
 def clip_by_client_norm(clip_norm: float) -> Transform:
-  """Transform clipping every client's update to L2 norm <= clip_norm (stateless).
+  """Transform clipping every client's update to L2 norm <= clip_norm (stateless, per-client).
 
   Args:
     clip_norm: C > 0.
 
   Returns:
-    Transform over updates with leaves [C, ...].
+    Transform over updates with leaves [C, ...]; per-client, so FedAvg streams it.
   """
   validate_clip_norm(clip_norm)
 
-  def fn(updates, ctx: RoundContext):
-    del ctx
-    return clip_updates(updates, clip_norm)[0]
+  def apply(update, client_ctx: ClientContext):
+    del client_ctx
+    return clip_one(update, clip_norm)
 
-  return stateless(fn)
+  return per_client_transform(apply)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fedjax_lab.transforms.base import RoundContext, Transform
+from fedjax_lab.transforms.base import ClientContext, RoundContext, Transform, per_client_transform
 
 PyTree = Any
 
@@ -108,6 +108,25 @@ def unflatten_clients(flat: jax.Array, meta) -> PyTree:
     leaves.append(flat[:, start:start + size].reshape(shape).astype(dtype))
     start += size
   return jax.tree.unflatten(treedef, leaves)
+
+
+def flatten_one(update: PyTree) -> jax.Array:
+  """One client's pytree (leaves [...]) -> [D] float32, leaves in `flatten_clients`' order."""
+  return jnp.concatenate([leaf.reshape(-1).astype(jnp.float32) for leaf in jax.tree.leaves(update)])
+
+
+def unflatten_one(flat: jax.Array, like: PyTree) -> PyTree:
+  """Inverse of `flatten_one`: [D] -> pytree with the shapes and dtypes of `like`."""
+  leaves, treedef = jax.tree.flatten(like)
+  out, start = [], 0
+  for leaf in leaves:
+    out.append(flat[start:start + leaf.size].reshape(leaf.shape).astype(leaf.dtype))
+    start += leaf.size
+  return jax.tree.unflatten(treedef, out)
+
+
+def _num_params(params: PyTree) -> int:
+  return int(sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
 
 
 def _client_keys(rng: jax.Array, client_ids: jax.Array) -> jax.Array:
@@ -214,14 +233,18 @@ def quantize(bits: int, rotate: bool = False) -> Transform:
     signs = random_signs(sign_key, next_power_of_two(x.shape[0]))
     return hadamard_unrotate(stochastic_quantize(hadamard_rotate(x, signs), bits, round_key), signs, x.shape[0])
 
-  def update(updates, state, ctx: RoundContext):
-    del state
-    flat, meta = flatten_clients(updates)
-    decoded = jax.vmap(one_client)(flat, _client_keys(ctx.rng, ctx.client_ids))
-    per_client = quantize_bytes_per_client(flat.shape[1], bits, rotate)
-    return unflatten_clients(decoded, meta), QuantizeState(_bytes_sent(ctx.weights, per_client))
+  def apply(update, client_ctx: ClientContext):
+    # Client i's key is fold_in(round key, id): the same draws stacked or streamed.
+    key = jax.random.fold_in(client_ctx.rng, client_ctx.client_id)
+    return unflatten_one(one_client(flatten_one(update), key), update)
 
-  return Transform(init, update)
+  def next_state(state, ctx: RoundContext, update_shapes) -> QuantizeState:
+    del state
+    per_client = quantize_bytes_per_client(_num_params(update_shapes), bits, rotate)
+    return QuantizeState(_bytes_sent(ctx.weights, per_client))
+
+  # Each client quantizes its own update with its own key: per-client, so FedAvg streams it.
+  return per_client_transform(apply, init, next_state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +289,20 @@ def topk(k: int, num_params: int, num_clients: int, error_feedback: bool = True)
   def init(params) -> TopKState:
     del params
     return TopKState(jnp.zeros((rows, num_params), jnp.float32), jnp.zeros((), jnp.float32))
+
+  if not error_feedback:
+    # Without the residual table a client's message depends on its own update only: per-client.
+    def apply(update, client_ctx: ClientContext):
+      del client_ctx
+      if _num_params(update) != num_params:
+        raise ValueError(f'top-k was built for {num_params} parameters but the updates have {_num_params(update)}.')
+      return unflatten_one(topk_sparsify(flatten_one(update), k), update)
+
+    def next_state(state: TopKState, ctx: RoundContext, update_shapes) -> TopKState:
+      del update_shapes
+      return TopKState(state.residuals, _bytes_sent(ctx.weights, topk_bytes_per_client(k)))
+
+    return per_client_transform(apply, init, next_state)
 
   def update(updates, state: TopKState, ctx: RoundContext):
     flat, meta = flatten_clients(updates)

@@ -13,7 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.transforms.base import RoundContext, Transform, stateless
+from fedjax_lab.transforms.base import ClientContext, Transform, per_client_transform
 
 PyTree = Any
 
@@ -65,11 +65,13 @@ def gaussian_noise(stddev: float) -> Transform:
     stddev: >= 0. For local DP, noise_multiplier * clip_norm after `clip_by_client_norm`.
 
   Returns:
-    Transform over updates with leaves [C, ...]; uses ctx.rng and ctx.client_ids.
+    Transform over updates with leaves [C, ...]; uses ctx.rng and ctx.client_ids. Per-client
+    (client i's noise depends on the round key and its id only), so FedAvg streams it.
   """
   validate_stddev(stddev)
 
-  def fn(updates, ctx: RoundContext):
-    return add_client_noise(updates, stddev, ctx.rng, ctx.client_ids)
+  def apply(update, client_ctx: ClientContext):
+    # The key add_client_noise gives client i: the same draws stacked or streamed.
+    return add_gaussian_noise(update, stddev, jax.random.fold_in(client_ctx.rng, client_ctx.client_id))
 
-  return stateless(fn)
+  return per_client_transform(apply)

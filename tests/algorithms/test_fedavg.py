@@ -8,6 +8,7 @@ import pytest
 
 from fedjax_lab import aggregators
 from fedjax_lab.algorithms import fedavg, fedsgd, scaffold
+from fedjax_lab.algorithms.fedavg import can_stream
 from fedjax_lab.clients import placement
 from fedjax_lab.data import pack_clients, sample_round, to_device
 from fedjax_lab.models import models
@@ -184,3 +185,112 @@ def test_bytes_up_counts_what_a_compressor_sent():
   assert float(full['bytes_up']) == 6 * 4 * num_params
   assert float(small['bytes_up']) == 6 * compression.quantize_bytes_per_client(num_params, 8)
   assert float(small['bytes_up']) < float(full['bytes_up']) / 3
+
+
+# --------------------------------------------------------------------------- streaming (issue 8)
+
+def _stacked(aggregator):
+  """The same aggregator without its streaming form: fedavg then materialises the [C, ...] stack."""
+  return aggregator._replace(streaming_form=None)
+
+
+def _pipelines():
+  from fedjax_lab import transforms
+  from fedjax_lab.privacy import dp
+  from fedjax_lab.transforms import compression
+  return {
+      'clipped_mean': (aggregators.mean(), transforms.clip_by_client_norm(0.05)),
+      'central_dp': (aggregators.dp_mean(0.05, 1.0, expected_clients_per_round=10), None),
+      'local_dp': dp.dp_fedavg_components(0.05, 0.5, 10, mode='local'),
+      'quantized_norm_bounded': (aggregators.norm_bounded_mean(0.05), compression.quantize(4, rotate=True)),
+  }
+
+
+@pytest.mark.parametrize('name, devices', [('clipped_mean', 1), ('clipped_mean', 8), ('central_dp', 1),
+                                           ('central_dp', 8), ('local_dp', 1), ('quantized_norm_bounded', 1)])
+def test_streamed_pipeline_equals_stacked(name, devices):
+  data = _classification_data()
+  model = models.mlp((6,), 3, hidden=(4,))
+  params = model.init(jax.random.key(0))
+  aggregator, transform = _pipelines()[name]
+  assert can_stream(aggregator, transform)
+  assert not can_stream(_stacked(aggregator), transform)
+  mesh = placement.client_mesh(devices)
+  results = []
+  for agg in (aggregator, _stacked(aggregator)):
+    algorithm = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, data.max_examples, aggregator=agg,
+                       transform=transform, placement='chunked', chunk_size=3, mesh=mesh)
+    state, metrics = _train(algorithm, data, 1, 10, params, dropout=0.3)  # same round keys, so same noise
+    results.append((_flat(state), metrics))
+  np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-5)
+  for key in ('train_loss', 'bytes_up', 'update_norm'):
+    np.testing.assert_allclose(results[0][1][key], results[1][1][key], rtol=1e-5, atol=1e-6, err_msg=key)
+
+
+def test_what_streams_and_what_does_not():
+  from fedjax_lab import transforms
+  from fedjax_lab.transforms import compression
+  clip = transforms.clip_by_client_norm(1.0)
+  assert can_stream(aggregators.mean(), transforms.chain(clip, transforms.gaussian_noise(0.1)))
+  assert can_stream(aggregators.mean(), compression.topk(2, 10, 5, error_feedback=False))
+  assert not can_stream(aggregators.mean(), compression.topk(2, 10, 5, error_feedback=True))
+  assert not can_stream(aggregators.mean(), transforms.nnm(1))
+  for order_statistic in (aggregators.median(), aggregators.trimmed_mean(0.1, num_clients=10),
+                          aggregators.krum(1, num_clients=10), aggregators.geometric_median()):
+    assert not can_stream(order_statistic, None)
+
+
+def _round_temp_bytes(algorithm, model, cohort, examples=8):
+  from fedjax_lab.data import FederatedData
+  from fedjax_lab.data.sampling import RoundInputs
+  spec = jax.ShapeDtypeStruct
+  inputs = RoundInputs(FederatedData(spec((cohort, examples, 6), jnp.float32), spec((cohort, examples), jnp.int32),
+                                     spec((cohort,), jnp.int32)),
+                       spec((cohort,), jnp.int32), spec((cohort,), bool), spec((cohort,), bool))
+  state = jax.eval_shape(algorithm.init, model.init(jax.random.key(0)))
+  return placement.compiled_temp_bytes(algorithm.step, state, inputs, jax.eval_shape(lambda: jax.random.key(0)))
+
+
+@pytest.mark.parametrize('name', ['mean', 'central_dp'])
+def test_streamed_scan_round_memory_is_flat_in_the_cohort(name):
+  model = models.mlp((6,), 3, hidden=(64, 64))
+  aggregator, transform = (aggregators.mean(), None) if name == 'mean' else _pipelines()['central_dp']
+  algorithm = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, -1, 8, aggregator=aggregator, transform=transform,
+                     placement='scan')
+  small, large = _round_temp_bytes(algorithm, model, 50), _round_temp_bytes(algorithm, model, 500)
+  assert large <= 1.2 * small, (small, large)
+  # The stacked path holds every client's update: it grows with C.
+  stacked = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, -1, 8, aggregator=_stacked(aggregator),
+                   transform=transform, placement='scan')
+  assert _round_temp_bytes(stacked, model, 500) > 5 * large
+
+
+def _budget_config(**overrides):
+  import ml_collections
+  config = ml_collections.ConfigDict({
+      'seed': 0, 'rounds': 1, 'clients_per_round': 12, 'placement': 'chunked', 'chunk_size': 0,
+      'memory_budget_mb': 1.0, 'model': {'name': 'mlp', 'hidden': (8,)},
+      'algorithm': {'name': 'fedavg', 'client_lr': 0.1, 'server_lr': 1.0, 'local_epochs': 1, 'batch_size': -1}})
+  config.update(overrides)
+  return config
+
+
+def test_runner_config_picks_the_chunk_from_the_memory_budget():
+  from fedjax_lab.runner import builders
+  data = _classification_data()
+  model = models.mlp((6,), 3, hidden=(8,))
+  config = _budget_config()
+  algorithm = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, -1, data.max_examples, placement='chunked',
+                     chunk_size=1)
+  one = _round_temp_bytes(algorithm, model, 12, data.max_examples)
+  config.memory_budget_mb = 3 * one / 2 ** 20
+  make = lambda chunk: builders._build_algorithm(config, model, data, 3, None, chunk)
+  choice = builders.choose_chunk_size(config, make, model, data, None)
+  assert 1 < choice.chunk_size <= 12 and choice.temp_bytes <= config.memory_budget_mb * 2 ** 20
+  assert builders.build_algorithm(config, model, data, 3, None).name == 'fedavg'  # picks the same chunk
+  with pytest.raises(ValueError, match='memory_budget_mb.*chunk_size=1'):
+    builders.build_algorithm(_budget_config(memory_budget_mb=one / 2 / 2 ** 20), model, data, 3, None)
+  with pytest.raises(ValueError, match='config.memory_budget_mb'):
+    builders.build_algorithm(_budget_config(placement='scan'), model, data, 3, None)
+  with pytest.raises(ValueError, match='config.chunk_size'):
+    builders.build_algorithm(_budget_config(memory_budget_mb=0), model, data, 3, None)

@@ -137,7 +137,7 @@ def test_config_builders_and_reporter():
   eps = report['epsilon']
   assert report['epsilon_pld'] < eps  # PLD is reported beside RDP for Poisson sampling, and is tighter
   assert eps == pytest.approx(2.0, rel=1e-2) and eps <= 2.0
-  assert dp.build_central_dp(central, 10).streaming is False
+  assert dp.build_central_dp(central, 10).streaming  # clip per client, sum, noise once: streams
   local = ml_collections.ConfigDict({'name': 'local', 'clip_norm': 1.0, 'noise_multiplier': 3.0})
   assert dp.epsilon_reporter(local, 10, 200)(5)['epsilon'] == pytest.approx(dp.local_dp_epsilon(3.0, 5, 1e-5))
   dp.build_local_dp(local)

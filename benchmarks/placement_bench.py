@@ -1,23 +1,33 @@
 r"""Seconds per FedAvg round for each client placement, against a Python loop over clients.
 
-Workload (issue 2): MLP 784-200-200-10, 1000 clients x 64 examples (random data: speed does not
-depend on the values), 1 local epoch, batch 16, example-weighted mean. For each cohort size C and
-strategy the script compiles once, times `--repeats` rounds and reports
+Workload (issues 2 and 8): MLP 784-200-200-10, clients x 64 examples (random data: speed does not
+depend on the values), 1 local epoch, batch 16, example-weighted mean (streamed). For each cohort
+size C and strategy the script compiles once, times `--repeats` rounds and reports
 
   s/round, clients/s, achieved GFLOP/s (6 x params FLOPs per example per step: forward + backward),
-  share of the matmul ceiling measured in the same run (a float32 2048^2 matmul), and XLA's
-  temporary memory for the compiled round (from `compiled.memory_analysis()`).
+  share of the matmul ceiling measured in the same run (a float32 2048^2 matmul), XLA's temporary
+  memory of the compiled round (`compiled.memory_analysis()`; the cohort's data is an input of the
+  round and is not counted, see the `cohort MiB` column), linearity (s/round per client relative to
+  the smallest cohort: 1.00 is perfectly linear) and the memory ratio to the smallest cohort
+  (1.00 is memory flat in C), and how often the round was traced (1: no retracing) with device-to-
+  host transfers disallowed while timing (no hidden host syncs per round).
 
-  python -m benchmarks.placement_bench                      # C = 100 and 1000
-  python -m benchmarks.placement_bench --cohorts=100,1000,10000 --strategies=scan,chunked
-  python -m benchmarks.placement_bench --json=bench.json
+Strategies: python_loop, vmap, scan, chunked (--chunk_size), budget (chunked with the largest chunk
+whose round fits --memory_budget_mb, picked by `placement.pick_chunk_size`), dp (central DP-FedAvg,
+streamed, placement scan). vmap and python_loop are skipped above --max_vmap_cohort.
 
-Nothing here is asserted in the test suite; results go to WORKSPACE.md with the machine.
+  python -m benchmarks.placement_bench                      # C = 100, 1000, 10000
+  python -m benchmarks.placement_bench --cohorts=20,40 --num_clients=100 --repeats=1   # smoke
+  python -m benchmarks.placement_bench --strategies=scan --cohorts=1000 --profile_dir=/tmp/prof
+
+The population defaults to the largest cohort (10,000 x 64 x 784 float32 is 2 GB). Nothing here is
+asserted in the test suite; results go to WORKSPACE.md with the machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 
@@ -28,19 +38,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fedjax_lab import aggregators
 from fedjax_lab.algorithms import fedavg
 from fedjax_lab.clients import local
+from fedjax_lab.clients import placement
 from fedjax_lab.data import FederatedData, sample_round
 from fedjax_lab.models import models
 
-_COHORTS = flags.DEFINE_list('cohorts', ['100', '1000'], 'Clients per round to time.')
-_STRATEGIES = flags.DEFINE_list('strategies', ['python_loop', 'vmap', 'scan', 'chunked'], 'What to time.')
+_COHORTS = flags.DEFINE_list('cohorts', ['100', '1000', '10000'], 'Clients per round to time.')
+_STRATEGIES = flags.DEFINE_list('strategies', ['python_loop', 'vmap', 'scan', 'chunked', 'budget', 'dp'],
+                                'What to time.')
 _CHUNK = flags.DEFINE_integer('chunk_size', 10, 'Clients per chunk for "chunked".')
-_CLIENTS = flags.DEFINE_integer('num_clients', 1000, 'Clients in the population.')
+_BUDGET = flags.DEFINE_float('memory_budget_mb', 64.0, 'XLA temp memory budget of one round for "budget".')
+_CLIENTS = flags.DEFINE_integer('num_clients', 0, 'Clients in the population (0: the largest cohort).')
 _EXAMPLES = flags.DEFINE_integer('examples', 64, 'Examples per client.')
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Local batch size.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds per setting (after one compile round).')
 _MAX_VMAP = flags.DEFINE_integer('max_vmap_cohort', 1000, 'Skip vmap/python_loop above this cohort size.')
+_PROFILE = flags.DEFINE_string('profile_dir', None, 'Write a jax profiler trace of one round per setting here.')
 _JSON = flags.DEFINE_string('json', None, 'Write the rows as JSON here.')
 
 
@@ -66,30 +81,56 @@ def _data(num_clients: int, examples: int) -> FederatedData:
 def _time(fn, repeats: int) -> float:
   jax.block_until_ready(fn(0))  # compile
   tic = time.perf_counter()
-  for r in range(1, repeats + 1):
-    out = fn(r)
-  jax.block_until_ready(out)
+  # A device-to-host transfer inside the loop would be a hidden per-round host sync: refuse it.
+  with jax.transfer_guard_device_to_host('disallow'):
+    for r in range(1, repeats + 1):
+      out = fn(r)
+    jax.block_until_ready(out)
   return (time.perf_counter() - tic) / repeats
 
 
-def bench_engine(model, data, cohort: int, strategy: str, chunk: int, repeats: int):
-  algorithm = fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, data.max_examples,
-                     placement=strategy, chunk_size=chunk)
-  state = algorithm.init(model.init(jax.random.key(0)))
+def _algorithm(model, data, strategy: str, chunk: int | None):
+  if strategy == 'dp':  # central DP-FedAvg: clip each client, sum, noise once (streams)
+    return fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, data.max_examples,
+                  aggregator=aggregators.dp_mean(1.0, 1.0, expected_clients_per_round=100), placement='scan')
+  return fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, data.max_examples,
+                placement=strategy, chunk_size=chunk)
 
-  @jax.jit
-  def round_fn(state, key):
-    inputs = sample_round(data, key, cohort)
+
+def _round_temp_bytes(algorithm, state, inputs):
+  return placement.compiled_temp_bytes(algorithm.step, state, inputs, jax.random.key(0))
+
+
+def bench_engine(model, data, cohort: int, strategy: str, chunk: int, repeats: int):
+  """(s/round, temp bytes, traces, chunk used) of one jitted round; sampling is timed in a separate jit."""
+  params = model.init(jax.random.key(0))
+  sample = jax.jit(lambda key: sample_round(data, key, cohort))
+  inputs0 = sample(jax.random.key(0))
+  if strategy == 'budget':
+    def measure(k):
+      algorithm = _algorithm(model, data, 'chunked', k)
+      return _round_temp_bytes(algorithm, algorithm.init(params), inputs0)
+    chunk = placement.pick_chunk_size(measure, int(_BUDGET.value * 2 ** 20), cohort).chunk_size
+    strategy_used = 'chunked'
+  else:
+    strategy_used = strategy
+  algorithm = _algorithm(model, data, strategy_used, chunk)
+  state = algorithm.init(params)
+  traces = []
+
+  def step(state, inputs, key):
+    traces.append(1)  # runs only while tracing: counts (re)compilations
     return algorithm.step(state, inputs, key)
 
-  memory = None
-  try:
-    analysis = round_fn.lower(state, jax.random.key(0)).compile().memory_analysis()
-    memory = int(analysis.temp_size_in_bytes) if analysis is not None else None
-  except Exception:  # memory analysis is not available on every backend
-    pass
-  seconds = _time(lambda r: round_fn(state, jax.random.key(r)), repeats)
-  return seconds, memory
+  round_fn = jax.jit(step)
+  memory = _round_temp_bytes(algorithm, state, inputs0)
+  keys = jax.random.split(jax.random.key(1), repeats + 1)
+  seconds = _time(lambda r: round_fn(state, sample(keys[r]), keys[r]), repeats)
+  if _PROFILE.value:
+    folder = os.path.join(_PROFILE.value, f'C{cohort}_{strategy}')
+    with jax.profiler.trace(folder):
+      jax.block_until_ready(round_fn(state, sample(keys[0]), keys[0]))
+  return seconds, memory, len(traces), chunk if strategy_used == 'chunked' else None
 
 
 def bench_python_loop(model, data, cohort: int, repeats: int):
@@ -106,47 +147,61 @@ def bench_python_loop(model, data, cohort: int, repeats: int):
       total = jax.tree.map(lambda t, d: t + d * client.num_examples, total, out.delta)
     return jax.tree.map(lambda p, t: p + t / (cohort * data.max_examples), params, total)
 
-  return _time(one_round, repeats), None
+  return _time(one_round, repeats), None, None, None
 
 
 def main(argv):
   del argv
+  cohorts = [int(c) for c in _COHORTS.value]
+  num_clients = _CLIENTS.value or max(cohorts)
+  if num_clients < max(cohorts):
+    raise ValueError(f'--num_clients={num_clients} is below the largest cohort {max(cohorts)}.')
   model = models.mlp((784,), 10, hidden=(200, 200))
   params = models.num_params(model.init(jax.random.key(0)))
-  data = _data(_CLIENTS.value, _EXAMPLES.value)
+  data = _data(num_clients, _EXAMPLES.value)
   ceiling = matmul_ceiling_gflops()
   steps = -(-_EXAMPLES.value // _BATCH.value)
   flops_per_client = 6 * params * steps * _BATCH.value
+  client_bytes = _EXAMPLES.value * (784 * 4 + 4) + 4
   device = jax.devices()[0]
   machine = f'{device.platform}:{device.device_kind} x{jax.device_count()} ({platform.processor() or platform.machine()})'
   rows = []
-  for cohort in map(int, _COHORTS.value):
+  for cohort in cohorts:
     for strategy in _STRATEGIES.value:
       if strategy in ('vmap', 'python_loop') and cohort > _MAX_VMAP.value:
         continue
       if strategy == 'python_loop':
-        seconds, memory = bench_python_loop(model, data, cohort, _REPEATS.value)
+        seconds, memory, traces, chunk = bench_python_loop(model, data, cohort, _REPEATS.value)
       else:
-        seconds, memory = bench_engine(model, data, cohort, strategy, _CHUNK.value, _REPEATS.value)
+        seconds, memory, traces, chunk = bench_engine(model, data, cohort, strategy, _CHUNK.value, _REPEATS.value)
       gflops = flops_per_client * cohort / seconds / 1e9
-      rows.append({'clients_per_round': cohort, 'strategy': strategy, 's_per_round': seconds,
+      rows.append({'clients_per_round': cohort, 'strategy': strategy, 'chunk_size': chunk, 's_per_round': seconds,
                    'clients_per_s': cohort / seconds, 'gflops': gflops, 'ceiling_share': gflops / ceiling,
-                   'temp_bytes': memory})
-      print(f'C={cohort:6d} {strategy:12s} {seconds:8.4f} s/round', flush=True)
+                   'temp_bytes': memory, 'cohort_bytes': cohort * client_bytes, 'traces': traces})
+      print(f'C={cohort:6d} {strategy:12s} {seconds:8.4f} s/round  traces={traces}', flush=True)
+  smallest = {}
+  for r in rows:
+    smallest.setdefault(r['strategy'], r)
+    base = smallest[r['strategy']]
+    r['linearity'] = (r['s_per_round'] / r['clients_per_round']) / (base['s_per_round'] / base['clients_per_round'])
+    r['memory_ratio'] = (r['temp_bytes'] / base['temp_bytes']
+                         if r['temp_bytes'] and base['temp_bytes'] else None)
   print(f'\nMachine: {machine}; jax {jax.__version__}; matmul ceiling {ceiling:.1f} GFLOP/s; '
-        f'{params} params; {flops_per_client / 1e6:.1f} MFLOP per client')
-  header = f'| C | strategy | s/round | clients/s | GFLOP/s | % of ceiling | temp MiB | vs loop |'
-  print(header)
-  print('|' + '---|' * 8)
+        f'{params} params; {flops_per_client / 1e6:.1f} MFLOP per client; population {num_clients}')
+  print('| C | strategy | chunk | s/round | clients/s | GFLOP/s | % of ceiling | temp MiB | cohort MiB | '
+        'linearity | memory ratio | traces | vs loop |')
+  print('|' + '---|' * 13)
   loop = {r['clients_per_round']: r['s_per_round'] for r in rows if r['strategy'] == 'python_loop'}
   for r in rows:
     mem = '-' if r['temp_bytes'] is None else f"{r['temp_bytes'] / 2**20:.1f}"
+    ratio = '-' if r['memory_ratio'] is None else f"{r['memory_ratio']:.2f}"
     speedup = loop.get(r['clients_per_round'])
     speedup = f"{speedup / r['s_per_round']:.2f}x" if speedup else '-'
-    print(f"| {r['clients_per_round']} | {r['strategy']} | {r['s_per_round']:.4f} | {r['clients_per_s']:.0f} | "
-          f"{r['gflops']:.1f} | {100 * r['ceiling_share']:.0f} % | {mem} | {speedup} |")
+    print(f"| {r['clients_per_round']} | {r['strategy']} | {r['chunk_size'] or '-'} | {r['s_per_round']:.4f} | "
+          f"{r['clients_per_s']:.0f} | {r['gflops']:.1f} | {100 * r['ceiling_share']:.0f} % | {mem} | "
+          f"{r['cohort_bytes'] / 2**20:.1f} | {r['linearity']:.2f} | {ratio} | {r['traces'] or '-'} | {speedup} |")
   result = {'machine': machine, 'jax': jax.__version__, 'ceiling_gflops': ceiling, 'num_params': params,
-            'rows': rows}
+            'num_clients': num_clients, 'rows': rows}
   print(json.dumps(result))
   if _JSON.value:
     with open(_JSON.value, 'w') as f:

@@ -15,7 +15,14 @@ cohort is traversed:
 
 With a `mesh` that has a 'clients' axis of size > 1, the cohort is split across devices with
 `jax.shard_map`; each device applies the strategy to its share. A cohort whose size does not divide
-evenly is padded with zero clients (weight 0), which are dropped from stacked outputs again.
+evenly is padded with zero clients (weight 0), which are dropped from stacked outputs again
+(that padding copies the cohort: pick C divisible by the device count for memory flat in C).
+
+Streaming sums (`weighted_sum_clients`, `sum_clients`) never build the [C, ...] stack: 'scan' and
+'chunked' read each chunk in place inside the loop and add the remainder as one smaller chunk, so
+XLA's temporary memory is one client's (one chunk's) whatever C is. `chunk_size_for_budget` and
+`pick_chunk_size` choose the largest chunk whose compiled temporary memory fits a budget
+(`config.memory_budget_mb`), measured with `compile().memory_analysis()`.
 """
 
 from __future__ import annotations

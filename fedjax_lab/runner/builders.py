@@ -7,11 +7,16 @@ is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete exa
   config.chunk_size, config.memory_budget_mb, config.num_devices
     placement='chunked' with chunk_size=0 and memory_budget_mb=N picks the largest chunk whose
     compiled round needs at most N MiB of XLA temporary memory (`choose_chunk_size`).
+  config.data_placement ('device' | 'host'), config.prefetch_depth: where the training clients live
+    (see fedjax_lab/runner/train.py and fedjax_lab/data/host.py)
   config.data:       name + keyword arguments of `fedjax_lab.data.datasets.load_dataset`
   config.model:      name (+ hidden, ... keyword arguments of the model builder)
   config.algorithm:  name, client_lr, server_optimizer, server_lr, local_epochs, batch_size, ...
+                     (decentralized names: learning_rate, batch_size, order, local_steps)
   config.aggregator: name (+ its arguments)
   config.attack, config.compression, config.dp: optional sections, name='none' switches them off
+  config.topology:   decentralized algorithms only: name, weights, gossip, ... (one node per client;
+                     configs/dpsgd_digits.py)
 """
 
 from __future__ import annotations
@@ -194,7 +199,42 @@ def build_data_attack(config: ConfigDict, num_classes: int):
 
 FEDAVG_FAMILY = ('fedavg', 'fedprox', 'fedsgd', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad')
 _FEDOPT_SERVER = {'fedavgm': 'momentum', 'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
-ALGORITHMS = FEDAVG_FAMILY + ('scaffold',)
+# Decentralized (no server): every client is a node of config.topology, all of them train every round.
+DECENTRALIZED = ('dpsgd', 'local_sgd_gossip', 'gradient_tracking', 'exact_diffusion')
+ALGORITHMS = FEDAVG_FAMILY + ('scaffold',) + DECENTRALIZED
+
+
+def build_decentralized(config: ConfigDict, model: models_lib.Model, num_clients: int, mesh) -> Algorithm:
+  """A gossip algorithm over config.topology, one node per client (see algorithms/decentralized.py).
+
+  The runner's cohort is then every client in order, every round: clients_per_round must equal the
+  number of clients and nobody drops out (a node that skips a round would need a time-varying W).
+  """
+  from fedjax_lab.algorithms import decentralized
+  if config.clients_per_round != num_clients:
+    raise ValueError(f'config.clients_per_round={config.clients_per_round} must equal the number of clients '
+                     f'({num_clients}) for config.algorithm.name={config.algorithm.name!r}: every node trains '
+                     'every round.')
+  if config.get('dropout_rate', 0.0) != 0.0:
+    raise ValueError(f'config.dropout_rate={config.dropout_rate} must be 0 for decentralized training.')
+  for section in ('attack', 'compression', 'dp'):
+    if _section(config, section).get('name', 'none') != 'none':
+      raise ValueError(f'config.{section}.name={_section(config, section).name!r} is not supported by the '
+                       f'decentralized algorithms; set it to "none".')
+  topology = _section(config, 'topology')
+  if topology.get('name', 'none') == 'none':
+    raise ValueError('config.topology.name is required for decentralized training (e.g. "ring", "torus", '
+                     '"exponential"; see fedjax_lab.topology.GRAPHS).')
+  topology = topology.to_dict()
+  topology.setdefault('num_nodes', num_clients)
+  if topology['num_nodes'] != num_clients:
+    raise ValueError(f'config.topology.num_nodes={topology["num_nodes"]} must equal the number of clients '
+                     f'({num_clients}).')
+  algorithm = {k: v for k, v in config.algorithm.to_dict().items() if k in _DECENTRALIZED_FIELDS}
+  return decentralized.from_config(algorithm, topology, model, mesh)
+
+
+_DECENTRALIZED_FIELDS = ('name', 'learning_rate', 'batch_size', 'order', 'local_steps')
 
 
 def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh) -> Algorithm:
@@ -270,6 +310,8 @@ def _build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, nu
   if name in _FEDOPT_SERVER and section.get('server_optimizer', 'sgd') == 'sgd':
     section = ConfigDict(section.to_dict())
     section.server_optimizer = _FEDOPT_SERVER[name]
+  if name in DECENTRALIZED:
+    return build_decentralized(config, model, train_data.num_clients, mesh)
   server_optimizer = build_server_optimizer(section)
   max_examples = train_data.max_examples
   common = dict(placement=config.get('placement', 'auto'), chunk_size=chunk_size, mesh=mesh)

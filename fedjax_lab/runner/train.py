@@ -66,6 +66,24 @@ def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 10
   return jax.tree.map(lambda s: s / n, totals)
 
 
+def evaluate_state(model: models_lib.Model, state, x, y) -> dict:
+  """Test metrics of the model a state stands for.
+
+  A server state is evaluated at its params. A decentralized state (params [N, ...], one model per
+  node) is evaluated at the node average (the model the nodes agree on at consensus), and each
+  node's own model too: `node_{metric}_mean` and `node_{metric}_worst` (the worst node: highest
+  loss, lowest accuracy).
+  """
+  if not hasattr(state, 'average_params'):
+    return evaluate_batched(model, state.params, x, y)
+  metrics = evaluate_batched(model, state.average_params, x, y)
+  per_node = jax.vmap(lambda params: evaluate_batched(model, params, x, y))(state.params)
+  for name, values in per_node.items():
+    metrics[f'node_{name}_mean'] = jnp.mean(values)
+    metrics[f'node_{name}_worst'] = jnp.max(values) if name == 'loss' else jnp.min(values)
+  return metrics
+
+
 def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_rounds: int):
   """A jitted function running `num_rounds` rounds (sampling included) as one lax.scan."""
 
@@ -192,7 +210,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=jax.process_index() == 0)
   reporters = builders.build_reporters(config, train.num_clients)
 
-  evaluate = jax.jit(lambda params: evaluate_batched(model, params, test_x, test_y))
+  evaluate = jax.jit(lambda state: evaluate_state(model, state, test_x, test_y))
   blocks: dict[int, Any] = {}
   eval_every = config.get('eval_every', 1)
   rounds = config.rounds
@@ -211,7 +229,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         row[key] = float(values.mean())
     else:
       row.update({f'{k}_total': v for k, v in totals.items()})
-    row.update({f'test_{k}': float(v) for k, v in evaluate(state.params).items()})
+    row.update({f'test_{k}': float(v) for k, v in evaluate(state).items()})
     for reporter in reporters:
       row.update(reporter(round_index))
     row['seconds'] = seconds

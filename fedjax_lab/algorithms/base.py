@@ -14,11 +14,17 @@ class Algorithm(NamedTuple):
 
   `State` is a pytree (NamedTuple) of arrays holding everything that changes between rounds, so a
   checkpoint of the state is a checkpoint of the run, and `step` can be scanned over rounds.
+
+  `lazy_inputs`: True when `step` gains from lazy `RoundInputs` (data None, the population and the
+  cohort's ids; see `fedjax_lab.data.sampling`) because it reads each client's rows inside its
+  client loop, so the round's memory does not grow with the cohort. The runner then samples
+  lazily; an algorithm with False always receives gathered inputs.
   """
 
   init: Callable[[PyTree], PyTree]
   step: Callable[[PyTree, Any, jax.Array], tuple[PyTree, dict]]
   name: str = ''
+  lazy_inputs: bool = False
 
 
 class ServerState(NamedTuple):

@@ -26,8 +26,13 @@ round. Results equal the stacked path (same keys: every per-client draw folds in
             These materialise every client's update: about C x model bytes of memory (C = 10,000
             clients of a 200k-parameter float32 MLP is 8 GB), on top of the training itself.
 
-Data attacks act on the cohort's data before training and do not prevent streaming. The cohort's
-data itself ([C, M, ...], gathered by `sample_round`) is the one thing that still grows with C.
+Lazy inputs (nothing of size C x data either). A streaming round also accepts lazy `RoundInputs`
+(`sample_round(..., gather=False)`: the population [K, M, ...] and the cohort's ids, no gathered
+cohort); each client's rows are then read by id inside the client loop (`sampling.client_rows`), so
+the only [C] things in the round are ids, flags and weights. The algorithm advertises this with
+`Algorithm.lazy_inputs`, which the runner reads. A data attack needs the gathered cohort (it rewrites
+the Byzantine clients' rows), so with one the round gathers first (`sampling.materialize`) and
+`lazy_inputs` is False; so does the stacked path. Either form of inputs gives the same numbers.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from fedjax_lab.aggregators.base import Aggregator, mean
 from fedjax_lab.algorithms.base import Algorithm, ServerState
 from fedjax_lab.clients import local as local_lib
 from fedjax_lab.clients import placement as placement_lib
+from fedjax_lab.data import sampling
 from fedjax_lab.data.sampling import RoundInputs
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.transforms.base import ClientContext, Transform, make_context
@@ -111,7 +117,8 @@ def fedavg(
     aggregator: reduces the stacked deltas (default: example-weighted mean).
     transform: applied to the stacked deltas before aggregation (default: none). The round
       streams (memory flat in C) when `can_stream(aggregator, transform)`; see the module docstring.
-    data_attack: `fn(round_inputs, rng) -> round_inputs`, poisons Byzantine clients' data.
+    data_attack: `fn(round_inputs, rng) -> round_inputs`, poisons Byzantine clients' data (given
+      gathered inputs).
     prox_mu: FedProx's mu.
     placement, chunk_size, mesh: see `fedjax_lab.clients.placement`.
     client_lr_schedule: optional `round -> scale` multiplying every local update (a decaying
@@ -119,7 +126,8 @@ def fedavg(
     name: reported name.
 
   Returns:
-    Algorithm whose step takes `RoundInputs` with leaves [C, ...].
+    Algorithm whose step takes `RoundInputs`, gathered (leaves [C, ...]) or lazy; `lazy_inputs` is
+    True when the round streams without a data attack (then lazy inputs keep memory flat in C).
   """
   placement_lib.validate_placement(placement, chunk_size, memory_budget_mb=0)
   aggregator = aggregator or mean()
@@ -143,8 +151,11 @@ def fedavg(
 
   def streamed_client(shared, client):
     """One client's fused contribution: train, transform, map, weigh (all float32, leaves [...])."""
-    params, lr_scale, train_key, transform_key, round_index = shared
+    params, lr_scale, train_key, transform_key, round_index, population = shared
     data, client_id, participation, byzantine = client
+    if data is None:  # lazy inputs: this client's rows, read from the population by id
+      rows = sampling.client_rows(population, client_id)
+      data = local_lib.ClientData(rows.x, rows.y, rows.num_examples)
     weight = data.num_examples.astype(jnp.float32) * participation.astype(jnp.float32)
     out = client_update(params, data, jax.random.fold_in(train_key, client_id), lr_scale=lr_scale)
     delta = out.delta
@@ -160,10 +171,13 @@ def fedavg(
 
   def step(state: ServerState, inputs: RoundInputs, rng):
     attack_key, train_key, transform_key, aggregate_key = jax.random.split(rng, 4)
+    if data_attack is not None or not streaming:
+      inputs = sampling.materialize(inputs)  # a no-op for gathered inputs
     if data_attack is not None:
       inputs = data_attack(inputs, attack_key)
     data = inputs.data
-    weights = data.num_examples.astype(jnp.float32) * inputs.participation.astype(jnp.float32)
+    num_examples = sampling.cohort_num_examples(inputs)
+    weights = num_examples.astype(jnp.float32) * inputs.participation.astype(jnp.float32)
     lr_scale = (jnp.ones((), jnp.float32) if client_lr_schedule is None
                 else jnp.asarray(client_lr_schedule(state.round), jnp.float32))
     total_weight = jnp.sum(weights)
@@ -173,10 +187,12 @@ def fedavg(
 
     if streaming:
       # Client ids, not [C] keys or weights: nothing of size C x model is built inside the round.
-      streamed = (local_lib.ClientData(data.x, data.y, data.num_examples), inputs.client_ids,
-                  inputs.participation, inputs.byzantine)
-      sums = placement_lib.sum_clients(streamed_client, (state.params, lr_scale, train_key, transform_key, state.round),
-                                       streamed, placement, chunk_size, mesh)
+      # Lazy inputs: no per-client data at all; the population is shared (replicated) and each
+      # client reads its rows by id.
+      client_data = None if inputs.is_lazy else local_lib.ClientData(data.x, data.y, data.num_examples)
+      streamed = (client_data, inputs.client_ids, inputs.participation, inputs.byzantine)
+      shared = (state.params, lr_scale, train_key, transform_key, state.round, inputs.population)
+      sums = placement_lib.sum_clients(streamed_client, shared, streamed, placement, chunk_size, mesh)
       update, aggregator_state = form.finalize(sums['update'], sums['sum_weight'], state.aggregator_state,
                                                ctx._replace(rng=aggregate_key))
       train_loss = sums['loss'] / jnp.where(sums['weight'] > 0, sums['weight'], 1.0)
@@ -216,7 +232,7 @@ def fedavg(
     new_state = ServerState(params, opt_state, aggregator_state, transform_state, state.round + 1, state.extra)
     return new_state, metrics
 
-  return Algorithm(init, step, name)
+  return Algorithm(init, step, name, lazy_inputs=streaming and data_attack is None)
 
 
 def fedsgd(

@@ -24,6 +24,7 @@ from fedjax_lab.algorithms.base import Algorithm, ServerState
 from fedjax_lab.algorithms.fedavg import client_keys, tree_bytes
 from fedjax_lab.clients import local as local_lib
 from fedjax_lab.clients import placement as placement_lib
+from fedjax_lab.data import sampling
 from fedjax_lab.data.sampling import RoundInputs
 from fedjax_lab.models import models as models_lib
 
@@ -80,7 +81,7 @@ def scaffold(
     return out, delta_c
 
   def step(state: ServerState, inputs: RoundInputs, rng):
-    data = inputs.data
+    data = sampling.materialize(inputs).data  # every client's rows at once (map_clients stacks)
     variates: ControlVariates = state.extra
     ids = inputs.client_ids
     c_cohort = jax.tree.map(lambda t: jnp.take(t, ids, axis=0), variates.clients)

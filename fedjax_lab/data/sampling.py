@@ -2,6 +2,16 @@
 
 Everything is a jit-friendly function of a PRNG key, so a whole run of rounds can be one
 compiled `lax.scan` and the cohort changes without retracing.
+
+A round's `RoundInputs` come in two forms:
+
+  gathered  `data` holds the cohort's rows, leaves [C, M, ...] (`sample_round(..., gather=True)`,
+            the host loader). Whatever needs the whole cohort at once reads this.
+  lazy      `data` is None and `population` holds the whole training set, leaves [K, M, ...]
+            (`sample_round(..., gather=False)`); a client's rows are read by id inside the client
+            loop (`client_rows`), so no [C, M, ...] buffer exists and the round's memory does not
+            grow with C. `materialize` turns lazy inputs into gathered ones (one gather), so code that
+            needs gathered data calls it once and works with either form.
 """
 
 from __future__ import annotations
@@ -15,19 +25,55 @@ from fedjax_lab.data.federated import FederatedData, gather_clients
 
 
 class RoundInputs(NamedTuple):
-  """One round's cohort.
+  """One round's cohort, gathered or lazy (see the module docstring).
 
   Attributes:
-    data: FederatedData of the cohort, x [C, M, ...], y [C, M], num_examples [C].
+    data: FederatedData of the cohort, x [C, M, ...], y [C, M], num_examples [C]; None when lazy.
     client_ids: [C] int32 global client ids.
     participation: [C] bool; False for a sampled client that dropped out (never reports).
     byzantine: [C] bool; True for clients an attack controls.
+    population: None when gathered; when lazy, the whole FederatedData, leaves [K, ...], that
+      `client_ids` index.
   """
 
-  data: FederatedData
+  data: FederatedData | None
   client_ids: jax.Array
   participation: jax.Array
   byzantine: jax.Array
+  population: FederatedData | None = None
+
+  @property
+  def is_lazy(self) -> bool:
+    return self.data is None
+
+
+def materialize(inputs: RoundInputs) -> RoundInputs:
+  """Gathered inputs (leaves [C, ...], population None) from either form; gathered ones pass through.
+
+  The one place where lazy inputs become a [C, M, ...] cohort: algorithms (or parts of one) that
+  need the whole cohort at once, e.g. stacked aggregators, SCAFFOLD, data attacks, call it.
+  """
+  if not inputs.is_lazy:
+    return inputs
+  if inputs.population is None:
+    raise ValueError('RoundInputs has neither data nor population.')
+  return inputs._replace(data=gather_clients(inputs.population, inputs.client_ids), population=None)
+
+
+def cohort_num_examples(inputs: RoundInputs) -> jax.Array:
+  """[C] int32 examples of each sampled client, from either form (lazy: a [C] gather only)."""
+  if inputs.is_lazy:
+    return jnp.take(inputs.population.num_examples, inputs.client_ids, axis=0)
+  return inputs.data.num_examples
+
+
+def client_rows(population: FederatedData, client_id: jax.Array) -> FederatedData:
+  """One client's rows of the population by its global id: leaves [M, ...] ([chunk, M, ...] under vmap).
+
+  Called inside the client loop, so only one client's (or one chunk's) rows are ever copied.
+  """
+  return FederatedData(*(jax.lax.dynamic_index_in_dim(a, client_id, axis=0, keepdims=False)
+                         for a in population))
 
 
 def validate_sampling(num_clients: int, clients_per_round: int, dropout_rate: float = 0.0) -> None:
@@ -108,8 +154,9 @@ def sample_round(
     clients_per_round: int,
     dropout_rate: float = 0.0,
     byzantine: jax.Array | None = None,
+    gather: bool = True,
 ) -> RoundInputs:
-  """Samples a cohort and gathers its data (one gather per array).
+  """Samples a cohort and gathers its data (one gather per array), or leaves it lazy.
 
   Args:
     data: the federated training data, leaves [K, ...] (device arrays for use under jit).
@@ -117,9 +164,14 @@ def sample_round(
     clients_per_round: C.
     dropout_rate: probability that a sampled client never reports.
     byzantine: optional [K] bool mask of Byzantine clients.
+    gather: True: RoundInputs with data [C, ...]; False: lazy RoundInputs (data None, population
+      `data`), for an algorithm that reads each client's rows inside its client loop. The cohort
+      (ids, dropouts, Byzantine flags) is the same either way.
 
   Returns:
-    RoundInputs with leaves [C, ...].
+    RoundInputs with [C] leaves, gathered or lazy.
   """
   cohort = sample_cohort(rng, data.num_examples.shape[0], clients_per_round, dropout_rate, byzantine)
+  if not gather:
+    return RoundInputs(None, *cohort, population=data)
   return RoundInputs(gather_clients(data, cohort.client_ids), *cohort)

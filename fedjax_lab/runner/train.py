@@ -85,14 +85,19 @@ def evaluate_state(model: models_lib.Model, state, x, y) -> dict:
 
 
 def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_rounds: int):
-  """A jitted function running `num_rounds` rounds (sampling included) as one lax.scan."""
+  """A jitted function running `num_rounds` rounds (sampling included) as one lax.scan.
+
+  An algorithm with `lazy_inputs` gets lazy RoundInputs (the population and the cohort's ids): it
+  reads each client's rows inside its client loop, so no [C, M, ...] cohort is gathered.
+  """
+  gather = not getattr(algorithm, 'lazy_inputs', False)
 
   @functools.partial(jax.jit, donate_argnums=(0,))
   def run_block(state, data: FederatedData, byzantine, base_key):
     def one_round(state, _):
       key = jax.random.fold_in(base_key, state.round)
       sample_key, step_key = jax.random.split(key)
-      inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate, byzantine)
+      inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate, byzantine, gather=gather)
       return algorithm.step(state, inputs, step_key)
 
     return jax.lax.scan(one_round, state, None, length=num_rounds)

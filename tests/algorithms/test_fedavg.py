@@ -294,3 +294,44 @@ def test_runner_config_picks_the_chunk_from_the_memory_budget():
     builders.build_algorithm(_budget_config(placement='scan'), model, data, 3, None)
   with pytest.raises(ValueError, match='config.chunk_size'):
     builders.build_algorithm(_budget_config(memory_budget_mb=0), model, data, 3, None)
+
+
+def _lazy_cases():
+  from fedjax_lab.attacks import label_flip
+  model = models.mlp((6,), 3, hidden=(8,))
+  mesh = lambda: placement.client_mesh(8)
+  return {
+      'streamed_scan': (True, lambda: fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 11, placement='scan')),
+      'streamed_chunked_8_devices': (True, lambda: fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 11,
+                                                          placement='chunked', chunk_size=2, mesh=mesh())),
+      'streamed_vmap': (True, lambda: fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 11, placement='vmap')),
+      'stacked_median': (False, lambda: fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 11,
+                                               aggregator=aggregators.median(), placement='scan')),
+      'data_attack': (False, lambda: fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 11,
+                                            data_attack=label_flip(3), placement='scan')),
+      'scaffold': (False, lambda: scaffold(model, 0.1, optax.sgd(1.0), 1, 4, 11, 12, placement='scan')),
+  }
+
+
+@pytest.mark.parametrize('case', list(_lazy_cases()))
+def test_lazy_inputs_give_the_gathered_round(case):
+  # Lazy inputs (population + ids) and gathered ones: the same round, whichever path the algorithm
+  # takes (streamed: rows read by id in the client loop; otherwise one gather via materialize).
+  data = _classification_data()
+  assert data.max_examples == 11
+  lazy_inputs, build = _lazy_cases()[case]
+  algorithm = build()
+  assert algorithm.lazy_inputs == lazy_inputs
+  model = models.mlp((6,), 3, hidden=(8,))
+  byzantine = jnp.arange(12) % 3 == 0
+  step = jax.jit(algorithm.step)
+  results = []
+  for gather in (True, False):
+    state = algorithm.init(model.init(jax.random.key(0)))
+    for r in range(2):
+      inputs = sample_round(data, jax.random.fold_in(jax.random.key(r), 1), 10, 0.3, byzantine, gather=gather)
+      assert (inputs.data is None) == (not gather)
+      state, metrics = step(state, inputs, jax.random.key(r))
+    results.append((_flat(state), metrics))
+  np.testing.assert_array_equal(results[0][0], results[1][0])
+  jax.tree.map(np.testing.assert_array_equal, results[0][1], results[1][1])

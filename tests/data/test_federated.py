@@ -96,3 +96,25 @@ def test_pad_clients_adds_empty_clients(to_jax):
   np.testing.assert_array_equal(padded.x[:4], data.x)
   assert not np.asarray(padded.x[4:]).any()
   assert F.pad_clients(data, 4) is data  # already a multiple: unchanged
+
+
+def test_lazy_round_inputs_hold_the_same_cohort_and_materialize_to_the_gathered_one():
+  from fedjax_lab.data import sampling
+  x, y = _central()
+  data = F.to_device(F.pack_clients(x, y, _indices()))
+  byzantine = jnp.array([True, False, False, True])
+  key = jax.random.key(3)
+  gathered = sampling.sample_round(data, key, 3, 0.4, byzantine)
+  lazy = sampling.sample_round(data, key, 3, 0.4, byzantine, gather=False)
+  assert lazy.is_lazy and lazy.data is None and lazy.population is data and not gathered.is_lazy
+  for a, b in zip(gathered[1:4], lazy[1:4]):
+    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(sampling.materialize(lazy), gathered)
+  assert sampling.materialize(gathered) is gathered
+  np.testing.assert_array_equal(sampling.cohort_num_examples(lazy), gathered.data.num_examples)
+  # One client's rows by id, and a chunk's under vmap, equal the gathered cohort's rows.
+  one = sampling.client_rows(data, lazy.client_ids[1])
+  chex.assert_trees_all_equal(one, jax.tree.map(lambda a: a[1], gathered.data))
+  chex.assert_trees_all_equal(jax.vmap(lambda i: sampling.client_rows(data, i))(lazy.client_ids), gathered.data)
+  with pytest.raises(ValueError, match='neither data nor population'):
+    sampling.materialize(lazy._replace(population=None))

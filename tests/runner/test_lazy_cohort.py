@@ -1,0 +1,115 @@
+"""Lazy cohorts in the runner: the same numbers as gathering the cohort, memory flat in C.
+
+A streaming FedAvg round reads each client's rows from the population by id inside the client loop
+(`Algorithm.lazy_inputs`); the eager reference is the same algorithm with `lazy_inputs=False`, so
+the runner gathers the [C, M, ...] cohort first, as it did before.
+"""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import dp_fedavg_digits
+from fedjax_lab import aggregators, runner
+from fedjax_lab.algorithms.fedavg import fedavg
+from fedjax_lab.data import FederatedData
+from fedjax_lab.models import models
+from fedjax_lab.runner import builders, train
+from tests.runner.test_run import _digits_config
+
+
+def _run(config, workdir, monkeypatch, lazy: bool):
+  """Runs `config`; lazy=False forces the gathered cohort. Returns (lazy_inputs seen, rows, params)."""
+  build, seen = builders.build_algorithm, []
+
+  def build_algorithm(*args, **kwargs):
+    algorithm = build(*args, **kwargs)
+    algorithm = algorithm if lazy else algorithm._replace(lazy_inputs=False)
+    seen.append(algorithm.lazy_inputs)
+    return algorithm
+
+  with monkeypatch.context() as patch:
+    patch.setattr(builders, 'build_algorithm', build_algorithm)
+    summary = runner.run(config, str(workdir))
+  rows = [{k: v for k, v in json.loads(line).items() if k != 'seconds'} for line in open(workdir / 'metrics.jsonl')]
+  return seen, rows, summary['params']
+
+
+def _assert_lazy_equals_eager(config, tmp_path, monkeypatch):
+  seen_lazy, rows_lazy, params_lazy = _run(config, tmp_path / 'lazy', monkeypatch, lazy=True)
+  seen_eager, rows_eager, params_eager = _run(config, tmp_path / 'eager', monkeypatch, lazy=False)
+  assert seen_lazy == [True] and seen_eager == [False]
+  assert rows_lazy == rows_eager
+  jax.tree.map(np.testing.assert_array_equal, params_lazy, params_eager)
+  assert rows_lazy[-1]['train_loss'] != rows_lazy[1]['train_loss']  # it trained
+
+
+@pytest.mark.parametrize('placement, chunk_size, num_devices, clients_per_round', [
+    ('scan', 0, 1, 4),
+    ('chunked', 3, 1, 5),   # a remainder chunk
+    ('scan', 0, 8, 8),
+    ('chunked', 2, 4, 6),   # the ids are padded to the device count
+])
+def test_lazy_cohort_equals_gathered_cohort(tmp_path, monkeypatch, placement, chunk_size, num_devices,
+                                            clients_per_round):
+  config = _digits_config(rounds=3, eval_every=2, dropout_rate=0.25, placement=placement, chunk_size=chunk_size,
+                          num_devices=num_devices, clients_per_round=clients_per_round)
+  _assert_lazy_equals_eager(config, tmp_path, monkeypatch)
+
+
+def test_lazy_cohort_equals_gathered_cohort_with_central_dp(tmp_path, monkeypatch):
+  config = dp_fedavg_digits.get_config('smoke')
+  config.placement = 'scan'
+  _assert_lazy_equals_eager(config, tmp_path, monkeypatch)
+
+
+def test_runner_gathers_for_algorithms_that_need_the_cohort(tmp_path):
+  # A data attack rewrites the gathered cohort, a stacked aggregator needs it whole: both gather,
+  # and the runner's lazy/eager choice is the algorithm's.
+  attacked = _digits_config(**{'attack.name': 'label_flip', 'attack.fraction': 0.25})
+  stacked = _digits_config(**{'aggregator.name': 'median'})
+  for config in (attacked, stacked, _digits_config(**{'algorithm.name': 'scaffold'})):
+    dataset = builders.build_dataset(config)
+    model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
+    assert not builders.build_algorithm(config, model, dataset.train, dataset.num_classes, None).lazy_inputs
+  config = _digits_config()
+  dataset = builders.build_dataset(config)
+  model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
+  assert builders.build_algorithm(config, model, dataset.train, dataset.num_classes, None).lazy_inputs
+
+
+def _block_temp_bytes(algorithm, model, cohort: int, num_clients: int = 1000, examples: int = 8, features: int = 16):
+  """XLA temp bytes of one round exactly as the runner compiles it (sampling and gather included)."""
+  spec = jax.ShapeDtypeStruct
+  block = train._make_block(algorithm, cohort, 0.1, 1)
+  state = jax.eval_shape(algorithm.init, model.init(jax.random.key(0)))
+  population = FederatedData(spec((num_clients, examples, features), jnp.float32),
+                             spec((num_clients, examples), jnp.int32), spec((num_clients,), jnp.int32))
+  key = jax.eval_shape(lambda: jax.random.key(0))
+  compiled = block.lower(state, population, spec((num_clients,), bool), key).compile()
+  return compiled.memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.parametrize('placement, chunk_size, aggregator', [
+    ('scan', None, 'mean'),
+    ('chunked', 5, 'mean'),
+    ('scan', None, 'dp_mean'),
+])
+def test_lazy_round_memory_is_flat_in_the_cohort_and_the_gathered_one_grows(placement, chunk_size, aggregator):
+  model = models.mlp((16,), 3, hidden=(64, 64))
+  aggregate = (aggregators.mean() if aggregator == 'mean'
+               else aggregators.dp_mean(1.0, 1.0, expected_clients_per_round=50))
+  algorithm = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 8, aggregator=aggregate, placement=placement,
+                     chunk_size=chunk_size)
+  assert algorithm.lazy_inputs
+  small, large = _block_temp_bytes(algorithm, model, 50), _block_temp_bytes(algorithm, model, 500)
+  assert large <= 1.2 * small, (small, large)
+  gathered = algorithm._replace(lazy_inputs=False)
+  gathered_small, gathered_large = _block_temp_bytes(gathered, model, 50), _block_temp_bytes(gathered, model, 500)
+  # The gathered cohort is 500 x 8 x (16 + 1) x 4 bytes = 272 KB at C = 500: it shows.
+  assert gathered_large - gathered_small > 200_000, (gathered_small, gathered_large)
+  assert gathered_large > 1.5 * large, (large, gathered_large)

@@ -6,19 +6,28 @@ size C and strategy the script compiles once, times `--repeats` rounds and repor
 
   s/round, clients/s, achieved GFLOP/s (6 x params FLOPs per example per step: forward + backward),
   share of the matmul ceiling measured in the same run (a float32 2048^2 matmul), XLA's temporary
-  memory of the compiled round (`compiled.memory_analysis()`; the cohort's data is an input of the
-  round and is not counted, see the `cohort MiB` column), linearity (s/round per client relative to
-  the smallest cohort: 1.00 is perfectly linear) and the memory ratio to the smallest cohort
-  (1.00 is memory flat in C), and how often the round was traced (1: no retracing) with device-to-
-  host transfers disallowed while timing (no hidden host syncs per round).
+  memory of the compiled round (`compiled.memory_analysis()`), linearity (s/round per client
+  relative to the smallest cohort: 1.00 is perfectly linear) and the memory ratio to the smallest
+  cohort (1.00 is memory flat in C), and how often the round was traced (1: no retracing) with
+  device-to-host transfers disallowed while timing (no hidden host syncs per round).
+
+The engine rows time and measure the round exactly as the runner compiles it
+(`fedjax_lab.runner.train._make_block` with one round per block): cohort sampling, the reads of the
+clients' rows and the round in one jitted program over the device-resident population, so the
+temp memory is that of the whole program. Streaming FedAvg takes lazy inputs there (each client's
+rows are read by id inside the client loop; no [C, M, ...] cohort exists); `cohort MiB` is what a
+gathered cohort would add, and the `gathered` strategy measures exactly that (scan with the cohort
+gathered before the client loop, as the runner did before lazy cohorts).
 
 Strategies: python_loop, vmap, scan, chunked (--chunk_size), budget (chunked with the largest chunk
 whose round fits --memory_budget_mb, picked by `placement.pick_chunk_size`), dp (central DP-FedAvg,
-streamed, placement scan). vmap and python_loop are skipped above --max_vmap_cohort.
+streamed, placement scan), gathered (opt-in: scan with the gathered cohort). vmap and python_loop
+are skipped above --max_vmap_cohort.
 
   python -m benchmarks.placement_bench                      # C = 100, 1000, 10000
   python -m benchmarks.placement_bench --cohorts=20,40 --num_clients=100 --repeats=1   # smoke
   python -m benchmarks.placement_bench --strategies=scan --cohorts=1000 --profile_dir=/tmp/prof
+  python -m benchmarks.placement_bench --strategies=scan,gathered --cohorts=100,10000   # lazy vs gathered
 
 The population defaults to the largest cohort (10,000 x 64 x 784 float32 is 2 GB). Nothing here is
 asserted in the test suite; results go to WORKSPACE.md with the machine.
@@ -42,12 +51,13 @@ from fedjax_lab import aggregators
 from fedjax_lab.algorithms import fedavg
 from fedjax_lab.clients import local
 from fedjax_lab.clients import placement
-from fedjax_lab.data import FederatedData, sample_round
+from fedjax_lab.data import FederatedData
 from fedjax_lab.models import models
+from fedjax_lab.runner import train
 
 _COHORTS = flags.DEFINE_list('cohorts', ['100', '1000', '10000'], 'Clients per round to time.')
 _STRATEGIES = flags.DEFINE_list('strategies', ['python_loop', 'vmap', 'scan', 'chunked', 'budget', 'dp'],
-                                'What to time.')
+                                'What to time (also: gathered).')
 _CHUNK = flags.DEFINE_integer('chunk_size', 10, 'Clients per chunk for "chunked".')
 _BUDGET = flags.DEFINE_float('memory_budget_mb', 64.0, 'XLA temp memory budget of one round for "budget".')
 _CLIENTS = flags.DEFINE_integer('num_clients', 0, 'Clients in the population (0: the largest cohort).')
@@ -93,43 +103,60 @@ def _algorithm(model, data, strategy: str, chunk: int | None):
   if strategy == 'dp':  # central DP-FedAvg: clip each client, sum, noise once (streams)
     return fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, data.max_examples,
                   aggregator=aggregators.dp_mean(1.0, 1.0, expected_clients_per_round=100), placement='scan')
+  if strategy == 'gathered':  # the same streamed round, but given the gathered [C, M, ...] cohort
+    algorithm = fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, data.max_examples, placement='scan')
+    return algorithm._replace(lazy_inputs=False)
   return fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, data.max_examples,
                 placement=strategy, chunk_size=chunk)
 
 
-def _round_temp_bytes(algorithm, state, inputs):
-  return placement.compiled_temp_bytes(algorithm.step, state, inputs, jax.random.key(0))
+def _runner_round(algorithm, cohort: int):
+  """One round as the runner compiles it: `block(state, population, byzantine, base_key)`."""
+  return train._make_block(algorithm, cohort, 0.0, 1)
+
+
+def _round_temp_bytes(algorithm, cohort: int, state, data):
+  """XLA temp bytes of the runner's whole compiled round (sampling and row reads included)."""
+  byzantine = jnp.zeros((data.num_clients,), bool)
+  return placement.compiled_temp_bytes(_runner_round(algorithm, cohort), state, data, byzantine, jax.random.key(0))
 
 
 def bench_engine(model, data, cohort: int, strategy: str, chunk: int, repeats: int):
-  """(s/round, temp bytes, traces, chunk used) of one jitted round; sampling is timed in a separate jit."""
+  """(s/round, temp bytes, traces, chunk used) of the runner's jitted round, sampling included."""
   params = model.init(jax.random.key(0))
-  sample = jax.jit(lambda key: sample_round(data, key, cohort))
-  inputs0 = sample(jax.random.key(0))
   if strategy == 'budget':
     def measure(k):
       algorithm = _algorithm(model, data, 'chunked', k)
-      return _round_temp_bytes(algorithm, algorithm.init(params), inputs0)
+      return _round_temp_bytes(algorithm, cohort, algorithm.init(params), data)
     chunk = placement.pick_chunk_size(measure, int(_BUDGET.value * 2 ** 20), cohort).chunk_size
     strategy_used = 'chunked'
   else:
     strategy_used = strategy
   algorithm = _algorithm(model, data, strategy_used, chunk)
-  state = algorithm.init(params)
-  traces = []
+  memory = _round_temp_bytes(algorithm, cohort, algorithm.init(params), data)
+  traces, inner_step = [], algorithm.step
 
   def step(state, inputs, key):
     traces.append(1)  # runs only while tracing: counts (re)compilations
-    return algorithm.step(state, inputs, key)
+    return inner_step(state, inputs, key)
 
-  round_fn = jax.jit(step)
-  memory = _round_temp_bytes(algorithm, state, inputs0)
-  keys = jax.random.split(jax.random.key(1), repeats + 1)
-  seconds = _time(lambda r: round_fn(state, sample(keys[r]), keys[r]), repeats)
+  algorithm = algorithm._replace(step=step)
+  round_fn = _runner_round(algorithm, cohort)
+  byzantine = jnp.zeros((data.num_clients,), bool)
+  base_key = jax.random.key(1)
+  # The block donates its state (as in the runner): thread it through; each round's cohort comes
+  # from fold_in(base_key, round), as in the runner.
+  carry = {'state': algorithm.init(params)}
+
+  def one_round(_):
+    carry['state'], metrics = round_fn(carry['state'], data, byzantine, base_key)
+    return metrics
+
+  seconds = _time(one_round, repeats)
   if _PROFILE.value:
     folder = os.path.join(_PROFILE.value, f'C{cohort}_{strategy}')
     with jax.profiler.trace(folder):
-      jax.block_until_ready(round_fn(state, sample(keys[0]), keys[0]))
+      jax.block_until_ready(one_round(0))
   return seconds, memory, len(traces), chunk if strategy_used == 'chunked' else None
 
 

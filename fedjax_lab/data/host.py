@@ -206,7 +206,7 @@ def make_cohort_loader(
     safe to call from a background thread.
   """
   num_clients = int(data.num_examples.shape[0])
-  cpu = jax.devices('cpu')[0]
+  cpu = jax.local_devices(backend='cpu')[0]  # this process' own (multi-process runs)
   # Drawing on the CPU backend keeps the tiny sampling kernel out of the accelerator's queue,
   # where it would wait for the running round and defeat the prefetch.
   cpu_key = jax.random.wrap_key_data(jax.device_put(np.asarray(jax.random.key_data(base_key)), cpu),

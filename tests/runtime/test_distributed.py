@@ -85,7 +85,9 @@ def test_two_processes_equal_one(tmp_path):
   _run_two(tmp_path / 'two', lambda i: [f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
                                         f'--process_id={i}'], lambda i: _env())
   slurm_port = _free_slurm_port()
-  _run_two(tmp_path / 'slurm', lambda i: ['--distributed_auto'], lambda i: _slurm_env(i, slurm_port))
+  # The Slurm-style pair also keeps its clients on the host (every process loads them, transfers cohorts).
+  _run_two(tmp_path / 'slurm', lambda i: ['--distributed_auto', '--config.data_placement=host'],
+           lambda i: _slurm_env(i, slurm_port))
   single = tmp_path / 'one'
   subprocess.run(_command(single, '--config.num_devices=1'), cwd=ROOT, env=_env(), check=True, timeout=240,
                  capture_output=True)

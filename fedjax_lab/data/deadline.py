@@ -18,7 +18,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.data.sampling import RoundInputs
+from fedjax_lab.data.sampling import RoundInputs, cohort_num_examples
 
 
 def validate_deadline(deadline: float, field: str = 'config.deadline') -> None:
@@ -58,6 +58,6 @@ def apply_deadline(inputs: RoundInputs, rng: jax.Array, deadline: float, local_e
                    seconds_per_example: float = 1e-3, speed_sigma: float = 0.5) -> RoundInputs:
   """Drops the cohort's stragglers: participation &= (simulated time <= deadline)."""
   validate_deadline(deadline)
-  times = simulated_times(rng, inputs.data.num_examples, inputs.client_ids, local_epochs, seconds_per_example,
+  times = simulated_times(rng, cohort_num_examples(inputs), inputs.client_ids, local_epochs, seconds_per_example,
                           speed_sigma)
   return inputs._replace(participation=inputs.participation & (times <= deadline))

@@ -5,6 +5,8 @@ is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete exa
 
   config.seed, config.rounds, config.clients_per_round, config.dropout_rate, config.placement,
   config.chunk_size, config.memory_budget_mb, config.num_devices
+  config.deadline, config.seconds_per_example, config.speed_sigma: optional round deadline; clients whose
+    simulated time (examples x epochs x seconds_per_example x log-normal speed) exceeds it drop out
     placement='chunked' with chunk_size=0 and memory_budget_mb=N picks the largest chunk whose
     compiled round needs at most N MiB of XLA temporary memory (`choose_chunk_size`).
   config.data_placement ('device' | 'host'), config.prefetch_depth: where the training clients live
@@ -237,6 +239,31 @@ def build_decentralized(config: ConfigDict, model: models_lib.Model, num_clients
 _DECENTRALIZED_FIELDS = ('name', 'learning_rate', 'batch_size', 'order', 'local_steps')
 
 
+_DEADLINE_TAG = 0x0D1E  # folded into the round's step key for the deadline's speed draws
+
+
+def with_deadline(algorithm: Algorithm, deadline: float, local_epochs: int, seconds_per_example: float,
+                  speed_sigma: float) -> Algorithm:
+  """Drops each round's stragglers (simulated time > deadline, `fedjax_lab.data.deadline`) before `step`.
+
+  The speed draws use fold_in(step key, tag) and the wrapped step gets its key unchanged, so a run
+  with deadline=inf has exactly the numbers of a run without one.
+  """
+  from fedjax_lab.data import deadline as deadline_lib
+  deadline_lib.validate_deadline(deadline)
+  if seconds_per_example <= 0:
+    raise ValueError(f'config.seconds_per_example={seconds_per_example} must be > 0.')
+  if speed_sigma < 0:
+    raise ValueError(f'config.speed_sigma={speed_sigma} must be >= 0.')
+
+  def step(state, inputs, rng):
+    inputs = deadline_lib.apply_deadline(inputs, jax.random.fold_in(rng, _DEADLINE_TAG), deadline, local_epochs,
+                                         seconds_per_example, speed_sigma)
+    return algorithm.step(state, inputs, rng)
+
+  return algorithm._replace(step=step)
+
+
 def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh) -> Algorithm:
   """Builds the configured algorithm over `train_data` (a FederatedData).
 
@@ -250,7 +277,14 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
   make = lambda chunk: _build_algorithm(config, model, train_data, num_classes, mesh, chunk)
   if strategy == 'chunked' and chunk_size is None:
     chunk_size = choose_chunk_size(config, make, model, train_data, mesh).chunk_size
-  return make(chunk_size)
+  algorithm = make(chunk_size)
+  deadline = config.get('deadline', None)
+  if deadline is not None:
+    if config.algorithm.name in DECENTRALIZED:
+      raise ValueError('config.deadline applies to cohorts of a server; decentralized nodes never drop out.')
+    algorithm = with_deadline(algorithm, deadline, config.algorithm.get('local_epochs', 1),
+                              config.get('seconds_per_example', 1e-3), config.get('speed_sigma', 0.5))
+  return algorithm
 
 
 def _round_shapes(model: models_lib.Model, train_data, clients_per_round: int):

@@ -86,6 +86,7 @@ def test_decentralized_resume_equals_uninterrupted(tmp_path):
     ({'topology.num_nodes': 6}, r'config.topology.num_nodes=6 must equal the number of clients \(8\)'),
     ({'topology.name': 'disconnected'}, r'disconnected'),
     ({'algorithm.name': 'dpsgdd'}, r"Unknown config.algorithm.name='dpsgdd'"),
+    ({'deadline': 1.0}, r'config.deadline applies to cohorts of a server'),
 ])
 def test_bad_decentralized_config_fails_early(tmp_path, override, message):
   with pytest.raises(ValueError, match=message):

@@ -9,18 +9,13 @@ import pytest
 
 from configs import dpsgd_digits
 from fedjax_lab import runner
+from tests.runner.overrides import with_overrides
 from fedjax_lab.runner import builders
 
 
 def _config(**overrides):
   config = dpsgd_digits.get_config('smoke')
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for part in path:
-      target = target[part]
-    target[leaf] = value
-  return config
+  return with_overrides(config, **overrides)
 
 
 def _flat(params):

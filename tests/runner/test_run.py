@@ -11,6 +11,7 @@ from configs import fedavg_mnist1d
 from configs import femnist_synthetic_host
 from fedjax_lab import runner
 from fedjax_lab.data import datasets, host
+from tests.runner.overrides import with_overrides
 
 
 def _digits_config(**overrides):
@@ -20,13 +21,7 @@ def _digits_config(**overrides):
   config.data.partition = 'iid'
   config.clients_per_round = 4
   config.model.hidden = (16,)
-  for key, value in overrides.items():
-    target = config
-    *path, leaf = key.split('.')
-    for part in path:
-      target = target[part]
-    target[leaf] = value
-  return config
+  return with_overrides(config, **overrides)
 
 
 def _flat(params):

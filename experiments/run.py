@@ -14,6 +14,8 @@ Under Slurm, Open MPI or on a Cloud TPU pod the cluster is read from the environ
   srun python -m experiments.run --config=... --workdir=... --distributed_auto
 """
 
+import logging as python_logging
+
 from absl import app
 from absl import flags
 from absl import logging
@@ -34,9 +36,17 @@ _DISTRIBUTED_AUTO = flags.DEFINE_bool('distributed_auto', False,
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+class _QuietCheckpointing(python_logging.Filter):
+  """Drops orbax's per-save INFO lines (dozens per checkpoint); its warnings and errors still show."""
+
+  def filter(self, record: python_logging.LogRecord) -> bool:
+    return record.levelno >= python_logging.WARNING or '/orbax/' not in record.pathname
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietCheckpointing())
   if _COORDINATOR.value and _DISTRIBUTED_AUTO.value:
     raise app.UsageError('Pass either --distributed_auto or --coordinator_address, not both.')
   if _DISTRIBUTED_AUTO.value:

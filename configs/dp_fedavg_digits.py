@@ -1,8 +1,12 @@
 """DP-FedAvg through the runner: central DP with a calibrated noise multiplier, epsilon at every evaluation.
 
   python -m experiments.run --config=configs/dp_fedavg_digits.py --workdir=runs/dp_fedavg_digits
-The runner samples fixed-size cohorts without replacement, so the accountant is the replace-one RDP
-one for `SampledWithoutReplacementDpEvent` (sampling='fixed_size'). Variants: 'smoke', 'local'.
+By default the runner samples fixed-size cohorts without replacement, so the accountant is the
+replace-one RDP one for `SampledWithoutReplacementDpEvent` (sampling='fixed_size'). The 'poisson'
+variant samples each client independently with probability clients_per_round / num_clients
+(config.sampling = config.dp.sampling = 'poisson'): add-or-remove-one accounting, tighter, with the
+PLD accountant's epsilon reported as well (epsilon_pld). Variants: 'smoke', 'local', 'poisson',
+'poisson_smoke'.
 """
 
 import ml_collections
@@ -15,6 +19,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.rounds = 300
   config.clients_per_round = 100
   config.dropout_rate = 0.0
+  config.sampling = 'fixed_size'   # or 'poisson' (config.dp.sampling must match)
+  config.sampling_overflow_probability = 1e-9   # poisson: P(members > cohort capacity) per round
   config.eval_every = 25
   config.checkpoint_every = 100
   config.placement = 'auto'
@@ -40,7 +46,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       'sampling': 'fixed_size',
       'accountant': 'rdp',
   })
-  if arg == 'smoke':
+  if arg in ('poisson', 'poisson_smoke'):
+    config.sampling = 'poisson'
+    config.dp.sampling = 'poisson'
+  if arg in ('smoke', 'poisson_smoke'):
     config.rounds = 2
     config.eval_every = 1
     config.data.num_clients = 100
@@ -51,6 +60,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.dp.name = 'local'
     config.dp.target_epsilon = 0.0
     config.dp.noise_multiplier = 1.0   # epsilon reported for a client in every round: large
-  elif arg:
-    raise ValueError(f"Unknown config argument {arg!r}; use 'smoke' or 'local'.")
+  elif arg not in ('', 'poisson'):
+    raise ValueError(f"Unknown config argument {arg!r}; use 'smoke', 'local', 'poisson' or 'poisson_smoke'.")
   return config

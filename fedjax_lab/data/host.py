@@ -187,6 +187,8 @@ def make_cohort_loader(
     dropout_rate: float = 0.0,
     byzantine=None,
     sharding=None,
+    sampling: str = 'fixed_size',
+    capacity: int | None = None,
 ) -> Callable[[int], RoundInputs]:
   """`load(round_index) -> RoundInputs` on the device, the cohort the device path draws for that round.
 
@@ -200,9 +202,11 @@ def make_cohort_loader(
     dropout_rate: probability that a sampled client never reports.
     byzantine: optional [K] bool mask of Byzantine clients (any array; copied to the host).
     sharding: optional sharding of every RoundInputs leaf (see `cohort_sharding`); None: default device.
+    sampling, capacity: config.sampling and the cohort length, as in `sample_cohort`.
 
   Returns:
-    A function of the round index returning RoundInputs with leaves [C, ...] on the device. It is
+    A function of the round index returning RoundInputs with leaves [C, ...] (C = capacity under
+    Poisson sampling) on the device. It is
     safe to call from a background thread.
   """
   num_clients = int(data.num_examples.shape[0])
@@ -216,11 +220,12 @@ def make_cohort_loader(
   @jax.jit
   def draw(key, round_index):
     sample_key, _ = jax.random.split(jax.random.fold_in(key, round_index))
-    return sample_cohort(sample_key, num_clients, clients_per_round, dropout_rate)
+    return sample_cohort(sample_key, num_clients, clients_per_round, dropout_rate, sampling=sampling,
+                         capacity=capacity)
 
   def load(round_index: int) -> RoundInputs:
     ids, participation, _ = jax.device_get(draw(cpu_key, jax.device_put(np.int32(round_index), cpu)))
-    cohort_byzantine = (np.zeros((clients_per_round,), bool) if host_byzantine is None
+    cohort_byzantine = (np.zeros(ids.shape, bool) if host_byzantine is None
                         else host_byzantine[ids])
     inputs = RoundInputs(gather_host(data, ids), ids, participation, cohort_byzantine)
     return jax.device_put(inputs, sharding)

@@ -12,6 +12,20 @@ A round's `RoundInputs` come in two forms:
             loop (`client_rows`), so no [C, M, ...] buffer exists and the round's memory does not
             grow with C. `materialize` turns lazy inputs into gathered ones (one gather), so code that
             needs gathered data calls it once and works with either form.
+
+Two samplings (`config.sampling`), both drawn by `sample_cohort`:
+
+  fixed_size  (default) C = clients_per_round distinct clients, uniformly without replacement.
+  poisson     every client joins independently with probability q = clients_per_round / K, so
+              the number of members is Binomial(K, q) with mean clients_per_round. A compiled
+              round needs a fixed shape, so the cohort is an array of `capacity` slots
+              (`poisson_capacity`: the smallest c with P(Binomial(K, q) > c) <=
+              config.sampling_overflow_probability, default 1e-9): members first, the other
+              slots are real clients with participation False (weight 0). If a round has more
+              members than slots (probability <= the overflow probability), the extra members
+              are dropped; a DP guarantee computed for exact Poisson sampling then holds with
+              delta + rounds * overflow_probability. `participants` in the metrics counts each
+              round's members (minus dropouts).
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from scipy import stats
 
 from fedjax_lab.data.federated import FederatedData, gather_clients
 
@@ -87,6 +102,65 @@ def validate_sampling(num_clients: int, clients_per_round: int, dropout_rate: fl
     raise ValueError(f'config.dropout_rate={dropout_rate} must be in [0, 1).')
 
 
+SAMPLINGS = ('fixed_size', 'poisson')
+DEFAULT_OVERFLOW_PROBABILITY = 1e-9
+
+
+def validate_cohort_sampling(sampling: str, overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> None:
+  """Raises ValueError naming config.sampling or config.sampling_overflow_probability."""
+  if sampling not in SAMPLINGS:
+    raise ValueError(f'config.sampling={sampling!r} is not a cohort sampling; choose one of {SAMPLINGS} '
+                     "('poisson': each client joins independently with probability clients_per_round / "
+                     'num_clients).')
+  if not 0.0 < overflow_probability < 1.0:
+    raise ValueError(f'config.sampling_overflow_probability={overflow_probability} must be in (0, 1) '
+                     '(the chance that a Poisson round has more members than the cohort array holds).')
+
+
+def poisson_capacity(num_clients: int, sampling_probability: float,
+                     overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> int:
+  """Smallest cohort capacity c with P(Binomial(N, q) > c) <= overflow_probability (c <= N)."""
+  if not 0 < sampling_probability <= 1:
+    raise ValueError(f'sampling_probability={sampling_probability} must lie in (0, 1].')
+  capacity = int(stats.binom.isf(overflow_probability, num_clients, sampling_probability)) + 1
+  return int(min(max(capacity, 1), num_clients))
+
+
+def cohort_capacity(num_clients: int, clients_per_round: int, sampling: str = 'fixed_size',
+                    overflow_probability: float = DEFAULT_OVERFLOW_PROBABILITY) -> int:
+  """Length of a round's cohort arrays: clients_per_round (fixed_size) or `poisson_capacity` (poisson)."""
+  validate_cohort_sampling(sampling, overflow_probability)
+  if sampling == 'fixed_size':
+    return clients_per_round
+  return poisson_capacity(num_clients, clients_per_round / num_clients, overflow_probability)
+
+
+def poisson_cohort(rng: jax.Array, num_clients: int, sampling_probability: float,
+                   capacity: int) -> tuple[jax.Array, jax.Array]:
+  """A Poisson-sampled cohort in a fixed-capacity array.
+
+  Client k draws u_k ~ U[0, 1) and joins iff u_k < q, independently of the others. The members
+  are exactly the clients with the smallest u, so the `capacity` smallest (in random order among
+  themselves) hold every member first; `participation` marks them. Exact as long as the number
+  of members does not exceed `capacity` (see `poisson_capacity`); beyond it the extra members
+  are dropped.
+
+  Args:
+    rng: PRNG key of the round.
+    num_clients: N.
+    sampling_probability: q.
+    capacity: array size of the cohort.
+
+  Returns:
+    (client_ids [capacity] int32 distinct, participation [capacity] bool).
+  """
+  if not 1 <= capacity <= num_clients:
+    raise ValueError(f'capacity={capacity} must lie in [1, num_clients={num_clients}].')
+  u = jax.random.uniform(rng, (num_clients,))
+  neg_u, ids = jax.lax.top_k(-u, capacity)
+  return ids.astype(jnp.int32), -neg_u < sampling_probability
+
+
 def sample_client_ids(rng, num_clients: int, clients_per_round: int) -> jax.Array:
   """[C] int32 distinct ids drawn uniformly without replacement from range(num_clients)."""
   if clients_per_round == num_clients:
@@ -123,6 +197,8 @@ def sample_cohort(
     clients_per_round: int,
     dropout_rate: float = 0.0,
     byzantine: jax.Array | None = None,
+    sampling: str = 'fixed_size',
+    capacity: int | None = None,
 ) -> Cohort:
   """Draws a round's cohort (ids, dropouts, Byzantine flags) from its key; jit-friendly and tiny.
 
@@ -136,14 +212,24 @@ def sample_cohort(
     clients_per_round: C (static).
     dropout_rate: probability that a sampled client never reports.
     byzantine: optional [K] bool mask of Byzantine clients.
+    sampling: 'fixed_size' or 'poisson' (static; see the module docstring).
+    capacity: poisson only, the static cohort length (None: `cohort_capacity`'s default).
 
   Returns:
-    Cohort with leaves [C].
+    Cohort with leaves [C] (fixed_size) or [capacity] (poisson: members first, participation
+    False for the other slots).
   """
   sample_key, dropout_key = jax.random.split(rng)
-  ids = sample_client_ids(sample_key, num_clients, clients_per_round)
-  participation = jax.random.uniform(dropout_key, (clients_per_round,)) >= dropout_rate
-  cohort_byzantine = (jnp.zeros((clients_per_round,), bool) if byzantine is None
+  if sampling == 'poisson':
+    if capacity is None:
+      capacity = cohort_capacity(num_clients, clients_per_round, sampling)
+    ids, members = poisson_cohort(sample_key, num_clients, clients_per_round / num_clients, capacity)
+  else:
+    validate_cohort_sampling(sampling)
+    ids = sample_client_ids(sample_key, num_clients, clients_per_round)
+    members = jnp.ones(ids.shape, bool)
+  participation = members & (jax.random.uniform(dropout_key, ids.shape) >= dropout_rate)
+  cohort_byzantine = (jnp.zeros(ids.shape, bool) if byzantine is None
                       else jnp.take(byzantine, ids))
   return Cohort(ids, participation, cohort_byzantine)
 
@@ -155,6 +241,8 @@ def sample_round(
     dropout_rate: float = 0.0,
     byzantine: jax.Array | None = None,
     gather: bool = True,
+    sampling: str = 'fixed_size',
+    capacity: int | None = None,
 ) -> RoundInputs:
   """Samples a cohort and gathers its data (one gather per array), or leaves it lazy.
 
@@ -167,11 +255,13 @@ def sample_round(
     gather: True: RoundInputs with data [C, ...]; False: lazy RoundInputs (data None, population
       `data`), for an algorithm that reads each client's rows inside its client loop. The cohort
       (ids, dropouts, Byzantine flags) is the same either way.
+    sampling, capacity: as in `sample_cohort`.
 
   Returns:
-    RoundInputs with [C] leaves, gathered or lazy.
+    RoundInputs with [C] (or [capacity]) leaves, gathered or lazy.
   """
-  cohort = sample_cohort(rng, data.num_examples.shape[0], clients_per_round, dropout_rate, byzantine)
+  cohort = sample_cohort(rng, data.num_examples.shape[0], clients_per_round, dropout_rate, byzantine,
+                         sampling, capacity)
   if not gather:
     return RoundInputs(None, *cohort, population=data)
   return RoundInputs(gather_clients(data, cohort.client_ids), *cohort)

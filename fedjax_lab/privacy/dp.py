@@ -14,11 +14,17 @@ since the server sees who sent what). The server averages the noisy updates unif
 Both use uniform client weights (every participant counts once), not example counts: with
 example weights a client's influence, and so the sensitivity, would exceed C.
 
-Sampling: `fedjax_lab.data.sampling.sample_round` draws a fixed-size cohort without replacement,
-accounted with `sampling='fixed_size'`. `poisson_cohort` draws a Poisson cohort instead (each
-client independently with probability q) inside a fixed-capacity array, so a compiled round keeps
-its shape; it matches `sampling='poisson'` exactly unless the binomial count exceeds the capacity,
-whose probability `poisson_capacity` bounds.
+Sampling: the runner draws cohorts as `config.sampling` says (`fedjax_lab.data.sampling`):
+'fixed_size' (default) is a fixed-size cohort without replacement, accounted with the replace-one
+relation; 'poisson' has each client join independently with probability q = clients_per_round /
+num_clients (`poisson_cohort`, inside a fixed-capacity array so a compiled round keeps its shape),
+accounted with add-or-remove-one (RDP, and PLD as `epsilon_pld`), which is tighter. It matches
+`sampling='poisson'` exactly unless the binomial count exceeds the capacity, whose probability
+`poisson_capacity` bounds (config.sampling_overflow_probability; over a run the delta grows by at
+most rounds x that probability). `config.dp.sampling` must equal `config.sampling`, or the
+accountant would describe a different mechanism. Under either sampling the server divides the noisy
+sum by clients_per_round = q * num_clients, the *expected* cohort, so one client moves the mean by at
+most C / (q N) whatever the realised count.
 """
 
 from __future__ import annotations
@@ -30,10 +36,10 @@ from typing import Any, Callable
 import dp_accounting
 import jax
 import jax.numpy as jnp
-from scipy import stats
 
 from fedjax_lab.aggregators.base import Aggregator, StreamingForm, divide_by_total, identity_map, present_weight
 from fedjax_lab.aggregators.dp import dp_mean
+from fedjax_lab.data.sampling import poisson_capacity, poisson_cohort  # noqa: F401  (re-exported)
 from fedjax_lab.privacy import accounting
 from fedjax_lab.transforms.base import RoundContext, Transform, chain
 from fedjax_lab.transforms.clipping import clip_by_client_norm, validate_clip_norm
@@ -126,43 +132,13 @@ def local_dp_epsilon(noise_multiplier: float, participations: int, delta: float)
 # ----------------------------------------------------------------------------- Poisson cohorts
 
 
-def poisson_capacity(num_clients: int, sampling_probability: float, overflow_probability: float = 1e-9) -> int:
-  """Smallest cohort capacity c with P(Binomial(N, q) > c) <= overflow_probability."""
-  if not 0 < sampling_probability <= 1:
-    raise ValueError(f'sampling_probability={sampling_probability} must lie in (0, 1].')
-  capacity = int(stats.binom.isf(overflow_probability, num_clients, sampling_probability)) + 1
-  return int(min(max(capacity, 1), num_clients))
-
-
-def poisson_cohort(rng: jax.Array, num_clients: int, sampling_probability: float,
-                   capacity: int) -> tuple[jax.Array, jax.Array]:
-  """A Poisson-sampled cohort in a fixed-capacity array.
-
-  Client k draws u_k ~ U[0, 1) and joins iff u_k < q, independently of the others. The members
-  are exactly the clients with the smallest u, so the `capacity` smallest (in random order among
-  themselves) hold every member first; `participation` marks them. Exact as long as the number
-  of members does not exceed `capacity` (see `poisson_capacity`); beyond it the extra members
-  are dropped.
-
-  Args:
-    rng: PRNG key of the round.
-    num_clients: N.
-    sampling_probability: q.
-    capacity: array size of the cohort.
-
-  Returns:
-    (client_ids [capacity] int32 distinct, participation [capacity] bool).
-  """
-  if not 1 <= capacity <= num_clients:
-    raise ValueError(f'capacity={capacity} must lie in [1, num_clients={num_clients}].')
-  u = jax.random.uniform(rng, (num_clients,))
-  neg_u, ids = jax.lax.top_k(-u, capacity)
-  return ids.astype(jnp.int32), -neg_u < sampling_probability
+# `poisson_capacity` and `poisson_cohort` live in `fedjax_lab.data.sampling` (the runner draws its
+# Poisson cohorts with them); they are re-exported here for the DP study (experiments/privacy.py).
 
 
 # ----------------------------------------------------------------------------- config wiring
 
-ENGINE_SAMPLING = 'fixed_size'  # what fedjax_lab.data.sampling.sample_round does
+ENGINE_SAMPLING = 'fixed_size'  # the runner's default config.sampling (fedjax_lab.data.sampling)
 
 
 def _section_value(section, name, default=None):
@@ -210,13 +186,18 @@ def _check_sampling(section, engine_sampling: str) -> str:
   sampling = _section_value(section, 'sampling', engine_sampling)
   if sampling != engine_sampling:
     raise ValueError(f'config.dp.sampling={sampling!r} does not match how the cohort is drawn '
-                     f'({engine_sampling!r}); the accountant would report the wrong epsilon.')
+                     f'(config.sampling={engine_sampling!r}); the accountant would report the wrong epsilon. '
+                     'Set both to the same value.')
   return sampling
 
 
 def build_central_dp(section, clients_per_round: int, num_clients: int | None = None,
                      rounds: int | None = None, engine_sampling: str = ENGINE_SAMPLING) -> Aggregator:
-  """DP-FedAvg's aggregator from `config.dp` (name='central', clip_norm, noise_multiplier | target_epsilon)."""
+  """DP-FedAvg's aggregator from `config.dp` (name='central', clip_norm, noise_multiplier | target_epsilon).
+
+  `engine_sampling` is the run's config.sampling; target_epsilon is calibrated for it. The
+  denominator is clients_per_round, which under Poisson sampling is the expected cohort q * N.
+  """
   _check_sampling(section, engine_sampling)
   sigma = resolve_noise_multiplier(section, num_clients, clients_per_round, rounds)
   return dp_mean(float(_section_value(section, 'clip_norm', 0.0)), sigma, clients_per_round)

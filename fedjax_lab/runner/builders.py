@@ -5,6 +5,9 @@ is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete exa
 
   config.seed, config.rounds, config.clients_per_round, config.dropout_rate, config.placement,
   config.chunk_size, config.memory_budget_mb, config.num_devices
+  config.sampling ('fixed_size' | 'poisson'), config.sampling_overflow_probability: how cohorts are
+    drawn (fedjax_lab/data/sampling.py); 'poisson' has each client join with probability
+    clients_per_round / num_clients, in an array of `cohort_size` slots; config.dp.sampling must match
   config.deadline, config.seconds_per_example, config.speed_sigma: optional round deadline; clients whose
     simulated time (examples x epochs x seconds_per_example x log-normal speed) exceeds it drop out
     placement='chunked' with chunk_size=0 and memory_budget_mb=N picks the largest chunk whose
@@ -147,7 +150,8 @@ def build_aggregator(config: ConfigDict, clients_per_round: int, num_clients: in
     from fedjax_lab.privacy import dp as dp_lib
     if _section(config, 'aggregator').get('name', 'mean') not in ('mean', 'none'):
       raise ValueError('config.dp.name="central" replaces the aggregator; set config.aggregator.name="mean".')
-    return dp_lib.build_central_dp(dp, clients_per_round, num_clients, rounds=config.rounds)
+    return dp_lib.build_central_dp(dp, clients_per_round, num_clients, rounds=config.rounds,
+                                   engine_sampling=config.get('sampling', 'fixed_size'))
   section = _section(config, 'aggregator')
   name = section.get('name', 'mean')
   if name in ('none', None):
@@ -287,8 +291,14 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
   return algorithm
 
 
+def cohort_size(config: ConfigDict, num_clients: int) -> int:
+  """Length of every round's cohort arrays: clients_per_round, or the Poisson capacity (config.sampling)."""
+  return sampling.cohort_capacity(num_clients, config.clients_per_round, config.get('sampling', 'fixed_size'),
+                                  config.get('sampling_overflow_probability', sampling.DEFAULT_OVERFLOW_PROBABILITY))
+
+
 def _round_shapes(model: models_lib.Model, train_data, clients_per_round: int):
-  """Abstract (params, RoundInputs, key) of one round: shapes only, nothing allocated."""
+  """Abstract (params, RoundInputs, key) of one round (clients_per_round slots): shapes only."""
   spec = lambda shape, dtype: jax.ShapeDtypeStruct(tuple(shape), dtype)
   x, y = train_data.x, train_data.y
   c = clients_per_round
@@ -317,7 +327,8 @@ def choose_chunk_size(config: ConfigDict, make: Callable[[int], Algorithm], mode
   Returns:
     ChunkChoice.
   """
-  params, inputs, key = _round_shapes(model, train_data, config.clients_per_round)
+  slots = cohort_size(config, train_data.num_clients)
+  params, inputs, key = _round_shapes(model, train_data, slots)
 
   def measure(chunk):
     algorithm = make(chunk)
@@ -325,7 +336,7 @@ def choose_chunk_size(config: ConfigDict, make: Callable[[int], Algorithm], mode
     return placement_lib.compiled_temp_bytes(algorithm.step, state, inputs, key)
 
   devices = placement_lib.num_mesh_clients(mesh)
-  max_chunk = -(-config.clients_per_round // devices)
+  max_chunk = -(-slots // devices)
   model_bytes = sum(math.prod(p.shape) * p.dtype.itemsize for p in jax.tree.leaves(params))
   client_bytes = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in jax.tree.leaves(inputs.data))
   hint = (f'If the aggregator or a transform needs the whole stack (not streaming), that alone is '
@@ -375,10 +386,22 @@ def validate_run_config(config: ConfigDict, num_clients: int) -> None:
   if config.get('eval_every', 1) < 1:
     raise ValueError(f'config.eval_every={config.eval_every} must be >= 1.')
   sampling.validate_sampling(num_clients, config.clients_per_round, config.get('dropout_rate', 0.0))
+  validate_cohort_sampling(config)
   attack = _section(config, 'attack')
   fraction = attack.get('fraction', 0.0)
   if not 0.0 <= fraction < 1.0:
     raise ValueError(f'config.attack.fraction={fraction} must be in [0, 1).')
+
+
+def validate_cohort_sampling(config: ConfigDict) -> None:
+  """config.sampling and config.sampling_overflow_probability, and Poisson only for server algorithms."""
+  how = config.get('sampling', 'fixed_size')
+  sampling.validate_cohort_sampling(how, config.get('sampling_overflow_probability',
+                                                    sampling.DEFAULT_OVERFLOW_PROBABILITY))
+  if how == 'poisson' and config.algorithm.name in DECENTRALIZED:
+    raise ValueError(f"config.sampling='poisson' needs a server algorithm; config.algorithm.name="
+                     f"{config.algorithm.name!r} is decentralized (every node trains every round): use "
+                     "config.sampling='fixed_size'.")
 
 
 def build_reporters(config: ConfigDict, num_clients: int) -> list[Callable[[int], dict]]:
@@ -388,5 +411,6 @@ def build_reporters(config: ConfigDict, num_clients: int) -> list[Callable[[int]
   if dp.get('name', 'none') != 'none':
     from fedjax_lab.privacy import dp as dp_lib
     reporters.append(dp_lib.epsilon_reporter(dp, clients_per_round=config.clients_per_round,
-                                             num_clients=num_clients, rounds=config.rounds))
+                                             num_clients=num_clients, rounds=config.rounds,
+                                             engine_sampling=config.get('sampling', 'fixed_size')))
   return reporters

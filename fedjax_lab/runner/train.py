@@ -12,6 +12,10 @@ random stream of round r is `fold_in(seed_key, r)`, so a resumed run equals an u
             cohort is drawn with the same key (hence the same clients), gathered on the host and
             transferred by a background thread while the previous round computes, and one jitted
             round step runs per round. Evaluation, metrics, checkpoints and resume are unchanged.
+
+`config.sampling` says how cohorts are drawn ('fixed_size' or 'poisson', `fedjax_lab.data.sampling`);
+both placements call the same `sample_cohort`. Under 'poisson' every round's arrays have
+`summary['cohort_size']` slots and the metric `participants` is the realised number of members.
 """
 
 from __future__ import annotations
@@ -84,8 +88,12 @@ def evaluate_state(model: models_lib.Model, state, x, y) -> dict:
   return metrics
 
 
-def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_rounds: int):
+def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_rounds: int,
+                cohort_sampling: str = 'fixed_size', capacity: int | None = None):
   """A jitted function running `num_rounds` rounds (sampling included) as one lax.scan.
+
+  `cohort_sampling` and `capacity` (static) are config.sampling and the cohort's array length
+  (`builders.cohort_size`); see `sampling.sample_cohort`.
 
   An algorithm with `lazy_inputs` gets lazy RoundInputs (the population and the cohort's ids): it
   reads each client's rows inside its client loop, so no [C, M, ...] cohort is gathered.
@@ -97,7 +105,8 @@ def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_roun
     def one_round(state, _):
       key = jax.random.fold_in(base_key, state.round)
       sample_key, step_key = jax.random.split(key)
-      inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate, byzantine, gather=gather)
+      inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate, byzantine, gather=gather,
+                                     sampling=cohort_sampling, capacity=capacity)
       return algorithm.step(state, inputs, step_key)
 
     return jax.lax.scan(one_round, state, None, length=num_rounds)
@@ -183,12 +192,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   num_clients_hint = config.data.get('num_clients')
   if num_clients_hint is not None:
     sampling.validate_sampling(num_clients_hint, config.clients_per_round, config.get('dropout_rate', 0.0))
+  builders.validate_cohort_sampling(config)
   placement_lib.validate_placement(config.get('placement', 'auto'), config.get('chunk_size') or None)
 
   os.makedirs(workdir, exist_ok=True)
   dataset = builders.build_dataset(config)
   train = dataset.train
   builders.validate_run_config(config, train.num_clients)
+  cohort_sampling = config.get('sampling', 'fixed_size')
+  cohort_size = builders.cohort_size(config, train.num_clients)
   model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
   mesh = placement_lib.client_mesh(config.get('num_devices', 1))
   algorithm = builders.build_algorithm(config, model, train, dataset.num_classes, mesh)
@@ -253,7 +265,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   prefetcher = None
   if host_data:
     loader = host_lib.make_cohort_loader(train, config.clients_per_round, base_key, config.get('dropout_rate', 0.0),
-                                         byzantine, host_lib.cohort_sharding(mesh, config.clients_per_round))
+                                         byzantine, host_lib.cohort_sharding(mesh, cohort_size),
+                                         sampling=cohort_sampling, capacity=cohort_size)
     prefetcher = host_lib.Prefetcher(loader, range(start_round, rounds), depth=int(config.get('prefetch_depth', 1)))
     round_step = _make_round_step(algorithm)
   try:
@@ -264,7 +277,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, block_metrics = _run_host_rounds(round_step, state, prefetcher, length, base_key)
       else:
         if length not in blocks:
-          blocks[length] = _make_block(algorithm, config.clients_per_round, config.get('dropout_rate', 0.0), length)
+          blocks[length] = _make_block(algorithm, config.clients_per_round, config.get('dropout_rate', 0.0), length,
+                                       cohort_sampling, cohort_size)
         state, block_metrics = blocks[length](state, data, byzantine, base_key)
       block_metrics = jax.device_get(block_metrics)
       first_block_seconds = first_block_seconds or time.time() - tic
@@ -296,6 +310,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'placement': placement_lib.resolve_strategy(config.get('placement', 'auto')),
       'num_params': models_lib.num_params(state.params),
       'data_placement': data_placement,
+      'sampling': cohort_sampling,
+      'cohort_size': cohort_size,
       'final': last_row,
   }
   _write_json(os.path.join(workdir, 'summary.json'), summary)

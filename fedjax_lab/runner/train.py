@@ -223,6 +223,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if start_round is not None:
     state = checkpointer.restore(start_round, like=state)
     logging.info('Resuming from the checkpoint of round %d in %s', start_round, workdir)
+  if replicated is not None:
+    # Leaves made by init (the round counter, optimizer state) would otherwise sit on one device and
+    # come back from the first block replicated: a new input sharding, so a second compilation.
+    state = jax.device_put(state, replicated)
   start_round = int(state.round)
   writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=jax.process_index() == 0)
   reporters = builders.build_reporters(config, train.num_clients)

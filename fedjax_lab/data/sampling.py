@@ -122,7 +122,10 @@ def poisson_capacity(num_clients: int, sampling_probability: float,
   """Smallest cohort capacity c with P(Binomial(N, q) > c) <= overflow_probability (c <= N)."""
   if not 0 < sampling_probability <= 1:
     raise ValueError(f'sampling_probability={sampling_probability} must lie in (0, 1].')
-  capacity = int(stats.binom.isf(overflow_probability, num_clients, sampling_probability)) + 1
+  # isf is the smallest c with sf(c) <= p; the loop only guards against its floating-point edge.
+  capacity = int(stats.binom.isf(overflow_probability, num_clients, sampling_probability))
+  while capacity < num_clients and stats.binom.sf(capacity, num_clients, sampling_probability) > overflow_probability:
+    capacity += 1
   return int(min(max(capacity, 1), num_clients))
 
 

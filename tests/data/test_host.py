@@ -170,3 +170,18 @@ def test_every_round_has_the_same_shapes_and_shardings_so_a_step_compiles_once()
   for r in range(3):
     step(load(r))
   assert len(traces) == 1
+
+
+def test_host_poisson_cohort_equals_the_device_path(tmp_path):
+  host.save_federated(_data(num_clients=11), str(tmp_path / 'fed'))
+  data = host.load_federated(str(tmp_path / 'fed'))
+  base_key, capacity = jax.random.key(6), sampling.cohort_capacity(11, 3, 'poisson')
+  load = host.make_cohort_loader(data, 3, base_key, 0.2, sampling='poisson', capacity=capacity)
+  device_data = FederatedData(*(jnp.asarray(a) for a in data))
+  for r in (0, 4):
+    sample_key, _ = jax.random.split(jax.random.fold_in(base_key, r))
+    expected = sample_round(device_data, sample_key, 3, 0.2, sampling='poisson', capacity=capacity)
+    got = load(r)
+    assert got.client_ids.shape == (capacity,)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

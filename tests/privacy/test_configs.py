@@ -27,7 +27,10 @@ def test_configs_have_their_variants():
     module.get_config('small')
     with pytest.raises(ValueError, match='Unknown config argument'):
       module.get_config('nope')
-  dp_fedavg_digits.get_config('local')
+  for variant in ('local', 'poisson', 'poisson_smoke'):
+    dp_fedavg_digits.get_config(variant)
+  with pytest.raises(ValueError, match='Unknown config argument'):
+    dp_fedavg_digits.get_config('nope')
 
 
 @pytest.mark.slow
@@ -52,3 +55,29 @@ def test_progress_study_and_its_figure(tmp_path):
   assert rows[0]['label_accuracy'] == 1.0
   dlg_progress.main(['--results', path, '--outdir', str(tmp_path)])
   assert os.path.getsize(tmp_path / 'dlg_progress.pdf') > 0
+
+
+def test_poisson_dp_fedavg_reports_the_poisson_epsilon(tmp_path):
+  from fedjax_lab.privacy import accounting
+  config = dp_fedavg_digits.get_config('poisson_smoke')
+  summary = run(config, str(tmp_path))
+  with open(tmp_path / 'metrics.jsonl') as f:
+    rows = [json.loads(line) for line in f]
+  assert summary['sampling'] == 'poisson' and summary['cohort_size'] > config.clients_per_round
+  sigma, n, m = rows[-1]['noise_multiplier'], config.data.num_clients, config.clients_per_round
+  for row in rows[1:]:
+    t = row['round']
+    assert row['epsilon'] == pytest.approx(
+        accounting.compute_epsilon(sigma, n, m, t, config.dp.delta, 'poisson', 'rdp'), rel=1e-9)
+    assert row['epsilon_pld'] == pytest.approx(
+        accounting.compute_epsilon(sigma, n, m, t, config.dp.delta, 'poisson', 'pld'), rel=1e-9)
+    assert row['epsilon_pld'] < row['epsilon']
+    assert 0 < row['participants'] <= summary['cohort_size']
+  assert rows[-1]['epsilon'] == pytest.approx(config.dp.target_epsilon, rel=1e-2)  # calibrated for Poisson
+
+
+def test_dp_sampling_must_match_the_run_sampling(tmp_path):
+  config = dp_fedavg_digits.get_config('poisson_smoke')
+  config.dp.sampling = 'fixed_size'
+  with pytest.raises(ValueError, match="config.dp.sampling='fixed_size'.*config.sampling='poisson'"):
+    run(config, str(tmp_path))

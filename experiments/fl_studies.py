@@ -79,22 +79,38 @@ def simulate(algorithm, model, train: FederatedData, test_x, test_y, rounds: int
     deadline_lib.validate_deadline(deadline)
   sampling.validate_sampling(train.num_clients, clients_per_round, dropout_rate)
   data = FederatedData(*(jnp.asarray(a) for a in train))
-  test_x, test_y = jnp.asarray(test_x), jnp.asarray(test_y)
   sizes = np.asarray(train.num_examples)
   large = jnp.asarray(sizes >= np.quantile(sizes, 0.8))
-  mask = data.mask()
-
   init_key, base_key = jax.random.split(jax.random.key(seed))
   state = algorithm.init(model.init(init_key))
+  run_all = _compiled_run(algorithm, model, rounds, clients_per_round, dropout_rate, deadline,
+                          tuple(sorted((deadline_kwargs or {}).items())), eval_train)
+  _, history = run_all(state, base_key, data, jnp.asarray(test_x), jnp.asarray(test_y), large)
+  return {k: np.asarray(v) for k, v in jax.device_get(history).items()}
+
+
+# One compiled scan per (algorithm, model, static settings): the seeds of a study, which differ only
+# in the arrays passed, share it. Keyed by object identity; the entry keeps both objects alive.
+_COMPILED: dict[tuple, tuple[Any, Any, Callable]] = {}
+
+
+def _compiled_run(algorithm, model, rounds, clients_per_round, dropout_rate, deadline, deadline_items,
+                  eval_train) -> Callable:
+  key = (id(algorithm), id(model), rounds, clients_per_round, dropout_rate, deadline, deadline_items, eval_train)
+  if key in _COMPILED:
+    return _COMPILED[key][2]
+  deadline_kwargs = dict(deadline_items)
 
   @jax.jit
-  def run_all(state):
+  def run_all(state, base_key, data, test_x, test_y, large):
+    mask = data.mask()
+
     def one_round(state, r):
       key = jax.random.fold_in(base_key, r)
       sample_key, step_key, deadline_key = jax.random.split(key, 3)
       inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate)
       if deadline is not None:
-        inputs = deadline_lib.apply_deadline(inputs, deadline_key, deadline, **(deadline_kwargs or {}))
+        inputs = deadline_lib.apply_deadline(inputs, deadline_key, deadline, **deadline_kwargs)
       state, metrics = algorithm.step(state, inputs, step_key)
       weights = inputs.data.num_examples * inputs.participation
       total = jnp.maximum(jnp.sum(weights), 1)
@@ -114,8 +130,8 @@ def simulate(algorithm, model, train: FederatedData, test_x, test_y, rounds: int
 
     return jax.lax.scan(one_round, state, jnp.arange(rounds))
 
-  _, history = run_all(state)
-  return {k: np.asarray(v) for k, v in jax.device_get(history).items()}
+  _COMPILED[key] = (algorithm, model, run_all)
+  return run_all
 
 
 def _bytes_sent(state, metrics):
@@ -308,9 +324,9 @@ def study_compression(config: ml_collections.ConfigDict) -> dict:
     transform = (None if section['name'] == 'none'
                  else compression_lib.build(section, num_params=num_params, num_clients=train.num_clients))
     accuracies = []
-    for seed in range(config.seeds):
-      history = simulate(_fedavg(model, train, config.client_lr, config.local_epochs, config.batch_size,
-                                 transform=transform), model, train, dataset.test_x, dataset.test_y,
+    algorithm = _fedavg(model, train, config.client_lr, config.local_epochs, config.batch_size, transform=transform)
+    for seed in range(config.seeds):  # the seeds share one compiled run
+      history = simulate(algorithm, model, train, dataset.test_x, dataset.test_y,
                          config.rounds, config.clients_per_round, seed=seed)
       accuracies.append(_tail_mean(history['test_accuracy'], 0.05))
       total_bytes = float(np.sum(history['bytes_up']))

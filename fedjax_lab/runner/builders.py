@@ -283,7 +283,7 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
     chunk_size = choose_chunk_size(config, make, model, train_data, mesh).chunk_size
   algorithm = make(chunk_size)
   deadline = config.get('deadline', None)
-  if deadline is not None:
+  if deadline is not None and deadline != float('inf'):  # inf (the configs' default): no deadline
     if config.algorithm.name in DECENTRALIZED:
       raise ValueError('config.deadline applies to cohorts of a server; decentralized nodes never drop out.')
     algorithm = with_deadline(algorithm, deadline, config.algorithm.get('local_epochs', 1),

@@ -25,7 +25,6 @@ number drop caches first. Nothing here is asserted in the test suite.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 
@@ -36,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import report
 from fedjax_lab.algorithms import fedavg
 from fedjax_lab.data import FederatedData, datasets, host
 from fedjax_lab.models import models
@@ -159,10 +159,7 @@ def main(argv):
             'max_examples': train.max_examples, 'clients_per_round': _COHORT.value, 'rounds': _ROUNDS.value,
             'data_gib': data_bytes / 2**30, 'cohort_mib': cohort_bytes / 2**20, 'load_seconds': load_seconds,
             's_per_round': results, 'host_prefetch_over_device': ratio}
-  print(json.dumps(result))
-  if _JSON.value:
-    with open(_JSON.value, 'w') as f:
-      json.dump(result, f, indent=2)
+  report.emit_json(result, _JSON.value)
 
 
 if __name__ == '__main__':

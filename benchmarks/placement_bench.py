@@ -35,7 +35,6 @@ asserted in the test suite; results go to WORKSPACE.md with the machine.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -47,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from benchmarks import report
 from fedjax_lab import aggregators
 from fedjax_lab.algorithms import fedavg
 from fedjax_lab.clients import local
@@ -229,10 +229,7 @@ def main(argv):
           f"{r['cohort_bytes'] / 2**20:.1f} | {r['linearity']:.2f} | {ratio} | {r['traces'] or '-'} | {speedup} |")
   result = {'machine': machine, 'jax': jax.__version__, 'ceiling_gflops': ceiling, 'num_params': params,
             'num_clients': num_clients, 'rows': rows}
-  print(json.dumps(result))
-  if _JSON.value:
-    with open(_JSON.value, 'w') as f:
-      json.dump(result, f, indent=2)
+  report.emit_json(result, _JSON.value)
 
 
 if __name__ == '__main__':

@@ -312,9 +312,10 @@ def compiled_temp_bytes(fn: Callable, *args) -> int | None:
   Returns:
     `compile().memory_analysis().temp_size_in_bytes`, or None when the backend gives no analysis.
   """
+  compiled = jax.jit(fn).lower(*args).compile()  # a compile error is the caller's, not "no analysis"
   try:
-    analysis = jax.jit(fn).lower(*args).compile().memory_analysis()
-  except (NotImplementedError, AttributeError, jax.errors.JaxRuntimeError):
+    analysis = compiled.memory_analysis()
+  except (NotImplementedError, jax.errors.JaxRuntimeError):  # backends without memory analysis
     return None
   if analysis is None or getattr(analysis, 'temp_size_in_bytes', None) is None:
     return None

@@ -98,7 +98,7 @@ def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_roun
   An algorithm with `lazy_inputs` gets lazy RoundInputs (the population and the cohort's ids): it
   reads each client's rows inside its client loop, so no [C, M, ...] cohort is gathered.
   """
-  gather = not getattr(algorithm, 'lazy_inputs', False)
+  gather = not algorithm.lazy_inputs
 
   @functools.partial(jax.jit, donate_argnums=(0,))
   def run_block(state, data: FederatedData, byzantine, base_key):

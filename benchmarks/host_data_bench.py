@@ -39,7 +39,7 @@ from benchmarks import report
 from fedjax_lab.algorithms import fedavg
 from fedjax_lab.data import FederatedData, datasets, host
 from fedjax_lab.models import models
-from fedjax_lab.runner import train as train_lib
+from fedjax_lab import engine
 
 _CLIENTS = flags.DEFINE_integer('num_clients', 3400, 'Writers in the stand-in (3400 = FEMNIST).')
 _MEAN = flags.DEFINE_integer('mean_examples', 220, 'Mean examples per writer (clients are padded to 2x).')
@@ -62,21 +62,14 @@ def _algorithm(model, max_examples: int):
 
 def time_device(algorithm, params, device_data, base_key, rounds: int, scan: bool) -> float:
   """s/round with every client on the device: one scanned block of `rounds`, or one call per round."""
-  byzantine = jnp.zeros((device_data.num_clients,), bool)
-  state = algorithm.init(jax.tree.map(jnp.copy, params))  # the step donates the state
-  if scan:
-    block = train_lib._make_block(algorithm, _COHORT.value, 0.0, rounds)
-    compiled = block.lower(state, device_data, byzantine, base_key).compile()
-    tic = time.perf_counter()
-    state, metrics = compiled(state, device_data, byzantine, base_key)
-    jax.block_until_ready((state, metrics))
-    return (time.perf_counter() - tic) / rounds
-  one = train_lib._make_block(algorithm, _COHORT.value, 0.0, 1)
-  state, metrics = one(state, device_data, byzantine, base_key)
-  jax.block_until_ready(metrics)
+  sampler = engine.cohort_sampler(device_data, _COHORT.value, gather=not algorithm.lazy_inputs)
+  state = algorithm.init(jax.tree.map(jnp.copy, params))  # the loop donates the state
+  block = rounds if scan else 1
+  state, metrics = engine.scan_rounds(algorithm, sampler, state, base_key, block, donate=True)  # compile
+  jax.block_until_ready((state, metrics))
   tic = time.perf_counter()
-  for _ in range(rounds):
-    state, metrics = one(state, device_data, byzantine, base_key)
+  for _ in range(rounds // block):
+    state, metrics = engine.scan_rounds(algorithm, sampler, state, base_key, block, donate=True)
   jax.block_until_ready((state, metrics))
   return (time.perf_counter() - tic) / rounds
 
@@ -84,12 +77,11 @@ def time_device(algorithm, params, device_data, base_key, rounds: int, scan: boo
 def time_host(algorithm, params, host_data, base_key, rounds: int, depth: int) -> float:
   """s/round with the clients in host memory, through the runner's prefetcher and round step."""
   load = host.make_cohort_loader(host_data, _COHORT.value, base_key)
-  round_step = train_lib._make_round_step(algorithm)
   state = algorithm.init(jax.tree.map(jnp.copy, params))  # the step donates the state
   with host.Prefetcher(load, range(rounds + 1), depth=depth) as cohorts:
-    state, metrics = train_lib._run_host_rounds(round_step, state, cohorts, 1, base_key)  # compile
+    state, metrics = engine.step_rounds(algorithm, cohorts, state, base_key, 1)  # compile
     tic = time.perf_counter()
-    state, metrics = train_lib._run_host_rounds(round_step, state, cohorts, rounds, base_key)
+    state, metrics = engine.step_rounds(algorithm, cohorts, state, base_key, rounds)
     jax.block_until_ready(state)
     return (time.perf_counter() - tic) / rounds
 

@@ -12,7 +12,7 @@ size C and strategy the script compiles once, times `--repeats` rounds and repor
   device-to-host transfers disallowed while timing (no hidden host syncs per round).
 
 The engine rows time and measure the round exactly as the runner compiles it
-(`fedjax_lab.runner.train._make_block` with one round per block): cohort sampling, the reads of the
+(`fedjax_lab.engine.scan_rounds` with one round per block): cohort sampling, the reads of the
 clients' rows and the round in one jitted program over the device-resident population, so the
 temp memory is that of the whole program. Streaming FedAvg takes lazy inputs there (each client's
 rows are read by id inside the client loop; no [C, M, ...] cohort exists); `cohort MiB` is what a
@@ -48,12 +48,12 @@ import optax
 
 from benchmarks import report
 from fedjax_lab import aggregators
+from fedjax_lab import engine
 from fedjax_lab.algorithms import fedavg
 from fedjax_lab.clients import local
 from fedjax_lab.clients import placement
 from fedjax_lab.data import FederatedData
 from fedjax_lab.models import models
-from fedjax_lab.runner import train
 
 _COHORTS = flags.DEFINE_list('cohorts', ['100', '1000', '10000'], 'Clients per round to time.')
 _STRATEGIES = flags.DEFINE_list('strategies', ['python_loop', 'vmap', 'scan', 'chunked', 'budget', 'dp'],
@@ -110,15 +110,17 @@ def _algorithm(model, data, strategy: str, chunk: int | None):
                 placement=strategy, chunk_size=chunk)
 
 
-def _runner_round(algorithm, cohort: int):
-  """One round as the runner compiles it: `block(state, population, byzantine, base_key)`."""
-  return train._make_block(algorithm, cohort, 0.0, 1)
+def _sampler(algorithm, cohort: int, data):
+  """The runner's cohort sampler for this algorithm (lazy cohorts when the algorithm reads rows by id)."""
+  return engine.cohort_sampler(data, cohort, gather=not algorithm.lazy_inputs)
 
 
 def _round_temp_bytes(algorithm, cohort: int, state, data):
   """XLA temp bytes of the runner's whole compiled round (sampling and row reads included)."""
-  byzantine = jnp.zeros((data.num_clients,), bool)
-  return placement.compiled_temp_bytes(_runner_round(algorithm, cohort), state, data, byzantine, jax.random.key(0))
+  sampler = _sampler(algorithm, cohort, data)
+  compiled = engine.lower_rounds(algorithm, sampler, state, jax.random.key(0), 1).compile()
+  analysis = compiled.memory_analysis()
+  return None if analysis is None else analysis.temp_size_in_bytes
 
 
 def bench_engine(model, data, cohort: int, strategy: str, chunk: int, repeats: int):
@@ -141,15 +143,14 @@ def bench_engine(model, data, cohort: int, strategy: str, chunk: int, repeats: i
     return inner_step(state, inputs, key)
 
   algorithm = algorithm._replace(step=step)
-  round_fn = _runner_round(algorithm, cohort)
-  byzantine = jnp.zeros((data.num_clients,), bool)
+  sampler = _sampler(algorithm, cohort, data)
   base_key = jax.random.key(1)
-  # The block donates its state (as in the runner): thread it through; each round's cohort comes
-  # from fold_in(base_key, round), as in the runner.
+  # One round per call of the engine's loop, donating its state as the runner does: thread it
+  # through; each round's cohort comes from the engine's round keys, as in the runner.
   carry = {'state': algorithm.init(params)}
 
   def one_round(_):
-    carry['state'], metrics = round_fn(carry['state'], data, byzantine, base_key)
+    carry['state'], metrics = engine.scan_rounds(algorithm, sampler, carry['state'], base_key, 1, donate=True)
     return metrics
 
   seconds = _time(one_round, repeats)

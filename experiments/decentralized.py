@@ -12,7 +12,7 @@
 
 Each study reads configs/gossip_<study>.py and writes <outdir>/<study>.json, which the figure
 scripts experiments/figures/gossip_*.py read (and run the study when the file is missing). Every
-run is a few jitted `lax.scan`s of the algorithm's step (`run_steps`), evaluated in between.
+run is a few jitted `lax.scan`s of the algorithm's step (`fedjax_lab.engine.scan_rounds`), evaluated in between.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fedjax_lab import engine
 from fedjax_lab import topology as topo_lib
 from fedjax_lab.algorithms import decentralized as dec
 from fedjax_lab.data import datasets as datasets_lib
@@ -130,7 +131,7 @@ def train_with_evaluation(algorithm, evaluate, state, train: FederatedData, step
   done = 0
   while done < steps:
     block = min(eval_every, steps - done)
-    state, metrics = dec.run_steps(algorithm, state, train, rng, block)
+    state, metrics = engine.scan_rounds(algorithm, engine.every_client_sampler(train), state, rng, block)
     done += block
     per_step['train_loss'] += np.asarray(metrics['train_loss']).tolist()
     per_step['consensus_error_every_step'] += np.asarray(metrics['consensus_error']).tolist()
@@ -148,7 +149,7 @@ def trajectory(algorithm, state, data: FederatedData, steps: int, seed: int):
     rng = jax.random.key(seed)
 
     def body(state, _):
-      state, metrics = algorithm.step(state, data, jax.random.fold_in(rng, state.round))
+      state, metrics = algorithm.step(state, engine.every_client_inputs(data), jax.random.fold_in(rng, state.round))
       return state, (state.params, metrics['consensus_error'])
 
     return jax.lax.scan(body, state, None, length=steps)
@@ -232,7 +233,7 @@ def study_scaling(config: ml_collections.ConfigDict) -> dict:
         topology = _topology(config, name, n)
         algorithm = dec.dpsgd(model, topology, config.learning_rate, config.batch_size)
         tic = time.time()
-        state, metrics = dec.run_steps(algorithm, algorithm.init(params0), train, jax.random.key(seed),
+        state, metrics = engine.scan_rounds(algorithm, engine.every_client_sampler(train), algorithm.init(params0), jax.random.key(seed),
                                        config.steps)
         final = {k: float(v) for k, v in evaluate(state.params).items()}
         tail = max(1, config.steps // 10)
@@ -311,7 +312,7 @@ def study_disconnected(config: ml_collections.ConfigDict) -> dict:
         curves[f'{label}_acc_classes_5_9'].append(float(hits[~low].mean()))
       if done >= config.steps:
         break
-      state, _ = dec.run_steps(algorithm, state, train, jax.random.key(config.seed), config.eval_every)
+      state, _ = engine.scan_rounds(algorithm, engine.every_client_sampler(train), state, jax.random.key(config.seed), config.eval_every)
       done += config.eval_every
     classification[name] = curves
     print(f'digits, {name:<12}: component A acc on 0-4 / 5-9 = {curves["A_acc_classes_0_4"][-1]:.3f} / '

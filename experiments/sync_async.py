@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fedjax_lab import engine
 from fedjax_lab import systems
 from fedjax_lab.algorithms import async_ps as ap
 from fedjax_lab.algorithms import data_parallel as dp
@@ -67,6 +68,7 @@ class _Setup:
     hessian = jnp.asarray(x64.T @ x64 / x64.shape[0], jnp.float32)
     w_star = jnp.asarray(self.problem.w_star, jnp.float32)
     self.eval_fn = lambda w: 0.5 * (w - w_star) @ hessian @ (w - w_star)
+    self.evaluate_state = lambda state: self.eval_fn(state.params)
 
   def gap(self, gaps) -> list:
     return [max(float(v), 1e-30) for v in np.asarray(gaps)]
@@ -76,15 +78,10 @@ def _sync_curve(setup: _Setup, iterations: int, compute, lr: float) -> dict:
   """Loss gap after every iteration, and when it ended, for compute seconds [T, m]."""
   algorithm = dp.data_parallel_gd(dp.least_squares_loss, lr)
 
-  @jax.jit
-  def gaps(params, shards):
-    def body(state, _):
-      state, _ = algorithm.step(state, shards, None)
-      return state, setup.eval_fn(state.params)
-    return jax.lax.scan(body, algorithm.init(params), None, length=iterations)[1]
-
   zeros = jnp.zeros(setup.problem.x.shape[1])
-  losses = np.append(setup.eval_fn(zeros), gaps(zeros, tuple(setup.shards)))
+  _, (_, gaps) = engine.scan_rounds(algorithm, engine.every_client_sampler(setup.shards), algorithm.init(zeros),
+                                    jax.random.key(0), iterations, evaluate=(1, setup.evaluate_state))
+  losses = np.append(setup.eval_fn(zeros), gaps)
   timeline = systems.sync_timeline(compute[:iterations], setup.sync_comm)
   return {'gradients': list(range(0, setup.m * (iterations + 1), setup.m)),
           'time': [0.0] + timeline.end.tolist(), 'loss_gap': setup.gap(losses)}
@@ -94,7 +91,7 @@ def _async_curve(setup: _Setup, config: ap.AsyncConfig, compute) -> dict:
   """Loss gap after every m arrivals, and when they happened, for compute times [U, m]."""
   num_arrivals = compute.shape[0]
   schedule = ap.async_schedule(compute, num_arrivals, setup.message, config.staleness_bound, config.buffer_size)
-  result = ap.simulate(dp.least_squares_loss, jnp.zeros(setup.problem.x.shape[1]), tuple(setup.shards), config,
+  result = ap.simulate(dp.least_squares_loss, jnp.zeros(setup.problem.x.shape[1]), setup.shards, config,
                        schedule, eval_fn=setup.eval_fn, eval_every=setup.m)
   ends = np.arange(setup.m, num_arrivals + 1, setup.m)
   initial = float(setup.eval_fn(jnp.zeros(setup.problem.x.shape[1])))
@@ -260,8 +257,9 @@ def speedup_study(config) -> dict:
   losses = {}
   for k in m:
     algorithm = dp.data_parallel_gd(loss_fn, config.mlp.learning_rate)
-    _, metrics = dp.run_iterations(algorithm, params, dp.shard_data(x, y, int(k)), config.mlp.gd_iterations)
-    losses[int(k)] = np.asarray(metrics['loss']).tolist()
+    _, metrics = engine.scan_rounds(algorithm, engine.every_client_sampler(dp.shard_data(x, y, int(k))),
+                                    algorithm.init(params), jax.random.key(0), config.mlp.gd_iterations)
+    losses[int(k)] = np.asarray(metrics['train_loss']).tolist()
   reference = np.asarray(losses[int(m[0])])
   out['mlp_gd'] = {'loss': losses, 'max_abs_difference': float(max(np.max(np.abs(np.asarray(v) - reference))
                                                                    for v in losses.values()))}
@@ -290,7 +288,7 @@ def ray_study(config) -> dict:
         delays[0] *= slow
         for mode in ('sync', 'async'):
           rounds = c.num_updates // m if mode == 'sync' else c.num_updates
-          result = pool.run(dp.least_squares_loss, jnp.zeros(setup.problem.x.shape[1]), tuple(setup.shards),
+          result = pool.run(dp.least_squares_loss, jnp.zeros(setup.problem.x.shape[1]), setup.shards,
                             lr_sync if mode == 'sync' else lr_async, rounds, mode=mode, delays=delays,
                             timeout_s=600)
           if mode == 'sync':

@@ -42,7 +42,7 @@ import numpy as np
 import optax
 
 import fedjax_lab
-from fedjax_lab import aggregators, attacks, topology
+from fedjax_lab import aggregators, attacks, engine, topology
 from fedjax_lab.algorithms import decentralized
 from fedjax_lab.algorithms.fedavg import fedavg
 from fedjax_lab.data import datasets, sampling
@@ -58,25 +58,18 @@ print('python:', sys.executable)
 print('jax', jax.__version__, jax.devices())"""),
     ('md', """## A tiny FedAvg loop
 `fedavg(...)` returns an `Algorithm`: `init(params) -> state` and `step(state, round_inputs, rng) -> (state,
-metrics)`. Below, all rounds (cohort sampling included) are one jitted `lax.scan`, and the test accuracy
-is recorded after every round."""),
+metrics)`. `engine.scan_rounds`, the loop every run of the package goes through, runs all rounds (cohort
+sampling included) as one jitted `lax.scan`, and the test accuracy is recorded after every round."""),
     ('code', """def train(algorithm, model, dataset, rounds, clients_per_round, byzantine=None, seed=0):
   \"\"\"Runs `rounds` rounds in one compiled scan; returns the test accuracy after each round [rounds].\"\"\"
   data = FederatedData(*(jnp.asarray(a) for a in dataset.train))
   test_x, test_y = jnp.asarray(dataset.test_x), jnp.asarray(dataset.test_y)
   init_key, base_key = jax.random.split(jax.random.key(seed))
   state = algorithm.init(model.init(init_key))
-
-  @jax.jit
-  def run(state):
-    def one_round(state, r):
-      sample_key, step_key = jax.random.split(jax.random.fold_in(base_key, r))
-      inputs = sampling.sample_round(data, sample_key, clients_per_round, byzantine=byzantine)
-      state, _ = algorithm.step(state, inputs, step_key)
-      return state, models.evaluate(model, state.params, test_x, test_y)['accuracy']
-    return jax.lax.scan(one_round, state, jnp.arange(rounds))
-
-  return np.asarray(run(state)[1])
+  sampler = engine.cohort_sampler(data, clients_per_round, byzantine=byzantine)
+  accuracy = lambda state: models.evaluate(model, state.params, test_x, test_y)['accuracy']
+  _, (_, per_round) = engine.scan_rounds(algorithm, sampler, state, base_key, rounds, evaluate=(1, accuracy))
+  return np.asarray(per_round)
 
 
 def make_fedavg(model, dataset, **kwargs):
@@ -110,7 +103,7 @@ for name in ('ring', 'complete'):
   topo = topology.make_topology(name, nodes)
   algorithm = decentralized.dpsgd(model, topo, learning_rate=0.5, batch_size=-1)
   state = algorithm.init(model.init(jax.random.key(0)))
-  state, metrics = decentralized.run_steps(algorithm, state, node_data, jax.random.key(1), steps)
+  state, metrics = engine.scan_rounds(algorithm, engine.every_client_sampler(node_data), state, jax.random.key(1), steps)
   label = f'{name} (spectral gap {topo.spectral_gap:.2f})'
   axes[0].semilogy(np.asarray(metrics['consensus_error']), label=label)
   axes[1].plot(np.asarray(metrics['train_loss']), label=label)

@@ -15,9 +15,10 @@ The simulation has two halves.
    version it read, the staleness tau_u = (server version when it lands) - (version read), whether
    the server steps, and the time.
 
-2. **Compiled replay** (`simulate`): one jitted `lax.scan` over arrivals. The carry keeps a ring
-   buffer of the last S > max(tau) parameter versions (S a power of two, so similar runs share one
-   compiled program; version v lives in slot v mod S); arrival
+2. **Compiled replay** (`simulate`): the server is an `Algorithm` (`async_server`) whose round is one
+   arrival, run by the engine's one loop (`fedjax_lab.engine.scan_rounds`) over an `arrival_sampler`.
+   The state keeps a ring buffer of the last S > max(tau) parameter versions (S a power of two, so
+   similar runs share one compiled program; version v lives in slot v mod S); arrival
    u computes the gradient of its worker's loss at version read_version[u], weights it, and the
    server applies it:
 
@@ -43,6 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_lab import engine
+from fedjax_lab.algorithms import data_parallel
+from fedjax_lab.algorithms.base import Algorithm
+from fedjax_lab.data import sampling
+from fedjax_lab.data.federated import FederatedData, gather_clients
 from fedjax_lab.systems import stragglers as stragglers_lib
 from fedjax_lab.systems import timeline as timeline_lib
 
@@ -256,7 +262,146 @@ def staleness_weights(staleness, damping: str) -> np.ndarray:
   raise ValueError(f'damping={damping!r} must be one of {DAMPINGS}.')
 
 
-# ----------------------------------------------------------------------------- compiled replay
+# ----------------------------------------------------------------------------- the algorithm
+
+
+class Arrival(NamedTuple):
+  """One arriving gradient, as the asynchronous server sees it (`RoundInputs.arrival`); leaves [].
+
+  Attributes:
+    read_version: server version the gradient was computed on.
+    step_size: the learning rate times its staleness weight, over the buffer size:
+      lr * c(tau) / K.
+    server_step: True when the server applies its buffer after this arrival.
+    staleness: tau, server version at arrival minus read_version.
+    time: simulated seconds at which the push lands.
+  """
+
+  read_version: jax.Array
+  step_size: jax.Array
+  server_step: jax.Array
+  staleness: jax.Array
+  time: jax.Array
+
+
+class AsyncState(NamedTuple):
+  """State of the simulated asynchronous server.
+
+  Attributes:
+    params: the server's current parameters.
+    ring: the last S parameter versions, leaves [S, ...]; version v lives in slot v mod S.
+    version: [] int32 server steps taken.
+    buffer: sum of lr * c(tau) / K * g over the arrivals since the last server step (float32).
+    round: [] int32 arrivals processed.
+  """
+
+  params: PyTree
+  ring: PyTree
+  version: jax.Array
+  buffer: PyTree
+  round: jax.Array
+
+
+class ScheduleData(NamedTuple):
+  """What `arrival_sampler` reads: the workers' data and the schedule's per-arrival arrays ([U])."""
+
+  workers: FederatedData
+  worker: jax.Array
+  arrival: Arrival
+
+
+@functools.lru_cache(maxsize=64)
+def async_server(loss_fn: Callable, ring_size: int) -> Algorithm:
+  """The asynchronous parameter server (and FedBuff) as an Algorithm: one round = one arrival.
+
+  Arrival u computes the gradient of its worker's loss at the version it read (slot read_version
+  mod S of the ring), adds step_size * g to the buffer, and when the schedule says the server steps,
+  applies w <- w - buffer. Everything that differs between runs of the same shapes (the learning
+  rate, the damping, FedBuff's K, the schedule) is in the inputs, so one compilation serves a sweep.
+
+  Args:
+    loss_fn: (params, x [b, ...], y [b], mask [b]) -> scalar loss (e.g. least_squares_loss).
+    ring_size: S > the schedule's largest staleness (static; `ring_size`).
+
+  Returns:
+    Algorithm with inputs='arrivals' (`arrival_sampler`); metrics 'train_loss' (the arriving worker's
+    loss at the version it read), 'staleness', 'server_version', 'sim_time' and the shared names.
+  """
+  grad_fn = jax.value_and_grad(loss_fn)
+
+  def init(params) -> AsyncState:
+    ring = jax.tree.map(lambda p: jnp.broadcast_to(p, (ring_size,) + jnp.shape(p)), params)
+    buffer = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params)
+    zero = jnp.zeros((), jnp.int32)
+    return AsyncState(params, ring, zero, buffer, zero)
+
+  def step(state: AsyncState, inputs: sampling.RoundInputs, rng):
+    del rng  # the schedule decides everything random
+    arrival = inputs.arrival
+    x, y, mask = (a[0] for a in data_parallel.worker_arrays(sampling.materialize(inputs).data))
+    stale_params = jax.tree.map(lambda r: r[arrival.read_version % ring_size], state.ring)
+    loss, grad = grad_fn(stale_params, x, y, mask)
+    buffer = jax.tree.map(lambda b, g: b + arrival.step_size * g, state.buffer, grad)
+    stepped = jax.tree.map(lambda p, b: p - b.astype(p.dtype), state.params, buffer)
+    params = jax.tree.map(lambda new, old: jnp.where(arrival.server_step, new, old), stepped, state.params)
+    buffer = jax.tree.map(lambda b: jnp.where(arrival.server_step, jnp.zeros_like(b), b), buffer)
+    version = state.version + arrival.server_step.astype(jnp.int32)
+    # Slot `version` now holds the current parameters (rewritten unchanged between FedBuff steps).
+    ring = jax.tree.map(lambda r, p: r.at[version % ring_size].set(p), state.ring, params)
+    model_bytes = sum(p.size * p.dtype.itemsize for p in jax.tree.leaves(state.params))
+    metrics = {
+        'train_loss': loss,
+        'participants': jnp.ones((), jnp.int32),
+        'bytes_up': jnp.asarray(model_bytes, jnp.float32),    # the pushed gradient
+        'bytes_down': jnp.asarray(model_bytes, jnp.float32),  # the pulled parameters
+        'staleness': arrival.staleness,
+        'server_version': version,
+        'sim_time': arrival.time,
+    }
+    return AsyncState(params, ring, version, buffer, state.round + 1), metrics
+
+  return Algorithm(init, step, 'async_ps', inputs='arrivals')
+
+
+def ring_size(schedule: AsyncSchedule) -> int:
+  """S > max staleness, rounded up to a power of two so that similar runs share one compilation."""
+  return 1 << int(schedule.staleness.max()).bit_length()
+
+
+def _sample_arrival(data: ScheduleData, round_index, key):
+  del key
+  worker = data.worker[round_index]
+  arrival = jax.tree.map(lambda a: a[round_index], data.arrival)
+  ids = worker[None]
+  return sampling.RoundInputs(gather_clients(data.workers, ids), ids, jnp.ones((1,), bool), jnp.zeros((1,), bool),
+                              arrival=arrival)
+
+
+def arrival_sampler(workers: FederatedData, config: AsyncConfig, schedule: AsyncSchedule) -> engine.Sampler:
+  """Round u's inputs: arrival u of `schedule` (its worker's data and the Arrival record).
+
+  Args:
+    workers: FederatedData of the m workers (e.g. `data_parallel.shard_data(x, y, m)`).
+    config: AsyncConfig (learning rate, damping, buffer size).
+    schedule: from `async_schedule` with the config's staleness bound and buffer size.
+  """
+  validate_config(config)
+  num_arrivals = schedule.worker.shape[0]
+  data_workers = {leaf.shape[0] for leaf in jax.tree.leaves(workers)}
+  if data_workers != {config.num_workers} or schedule.worker.max() >= config.num_workers:
+    raise ValueError(f'num_workers={config.num_workers} must match the worker axis of the data '
+                     f'{sorted(data_workers)} and the schedule.')
+  if config.buffer_size > 1 and not np.array_equal(
+      schedule.server_step, (np.arange(num_arrivals) + 1) % config.buffer_size == 0):
+    raise ValueError(f'The schedule was not built with buffer_size={config.buffer_size}.')
+  step_size = (config.learning_rate / config.buffer_size
+               * staleness_weights(schedule.staleness, config.damping)).astype(np.float32)
+  arrival = Arrival(jnp.asarray(schedule.read_version), jnp.asarray(step_size), jnp.asarray(schedule.server_step),
+                    jnp.asarray(schedule.staleness), jnp.asarray(schedule.arrival_time, jnp.float32))
+  return engine.Sampler(_sample_arrival, ScheduleData(FederatedData(*workers), jnp.asarray(schedule.worker), arrival))
+
+
+# ----------------------------------------------------------------------------- simulation
 
 
 class AsyncResult(NamedTuple):
@@ -276,79 +421,19 @@ class AsyncResult(NamedTuple):
   schedule: AsyncSchedule
 
 
-def _ring_size(schedule: AsyncSchedule) -> int:
-  # Rounded up to a power of two so that runs with similar staleness share one compiled replay.
-  return 1 << int(schedule.staleness.max()).bit_length()
-
-
-def make_replay(loss_fn: Callable, config: AsyncConfig, ring_size: int, eval_fn: Callable | None = None,
-                eval_every: int = 1):
-  """Builds the jitted replay `(params, worker_data, arrivals) -> (params, eval_loss, worker_loss)`.
-
-  Args:
-    loss_fn: (params, *worker_data_of_one_worker) -> scalar loss, e.g. least_squares_loss with
-      worker data (x [b, d], y [b], mask [b]).
-    config: AsyncConfig.
-    ring_size: S >= max staleness + 1 (static).
-    eval_fn: optional params -> scalar, evaluated after every `eval_every` arrivals.
-    eval_every: arrivals per evaluation; U must be a multiple.
-
-  Returns:
-    jitted function of (params pytree, worker_data pytree with leaves [m, ...], arrivals: tuple of
-    [U] arrays (worker int32, read_version int32, weight float32, server_step bool)).
-  """
-  validate_config(config)
-  replay = _compiled_replay(loss_fn, config.buffer_size, ring_size, eval_fn, eval_every)
-  return functools.partial(replay, jnp.float32(config.learning_rate))
-
-
 @functools.lru_cache(maxsize=64)
-def _compiled_replay(loss_fn: Callable, buffer_size: int, ring_size: int, eval_fn: Callable | None, eval_every: int):
-  """One jitted replay per static structure; the learning rate is an argument (no recompiling)."""
-  k = buffer_size
-  grad_fn = jax.value_and_grad(loss_fn)
-
-  @jax.jit
-  def replay(lr, params, worker_data, arrivals):
-
-    def arrive(carry, arrival):
-      params, ring, version, accumulated = carry
-      worker, read_version, weight, server_step = arrival
-      stale_params = jax.tree.map(lambda r: r[read_version % ring_size], ring)
-      loss, grad = grad_fn(stale_params, *jax.tree.map(lambda a: a[worker], worker_data))
-      accumulated = jax.tree.map(lambda a, g: a + weight * g, accumulated, grad)
-      stepped = jax.tree.map(lambda p, a: p - (lr / k) * a.astype(p.dtype), params, accumulated)
-      params = jax.tree.map(lambda new, old: jnp.where(server_step, new, old), stepped, params)
-      accumulated = jax.tree.map(lambda a: jnp.where(server_step, jnp.zeros_like(a), a), accumulated)
-      version = version + server_step.astype(jnp.int32)
-      # Slot `version` now holds the current parameters (rewritten unchanged between FedBuff steps).
-      ring = jax.tree.map(lambda r, p: r.at[version % ring_size].set(p), ring, params)
-      return (params, ring, version, accumulated), loss
-
-    def block(carry, block_arrivals):
-      carry, losses = jax.lax.scan(arrive, carry, block_arrivals)
-      evaluated = eval_fn(carry[0]) if eval_fn is not None else jnp.zeros(())
-      return carry, (evaluated, losses)
-
-    num = arrivals[0].shape[0]
-    ring = jax.tree.map(lambda p: jnp.broadcast_to(p, (ring_size,) + p.shape), params)
-    accumulated = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    carry = (params, ring, jnp.zeros((), jnp.int32), accumulated)
-    blocks = jax.tree.map(lambda a: a.reshape((num // eval_every, eval_every)), arrivals)
-    carry, (evaluated, losses) = jax.lax.scan(block, carry, blocks)
-    return carry[0], evaluated, losses.reshape(-1)
-
-  return replay
+def _evaluate_params(eval_fn: Callable):
+  return lambda state: eval_fn(state.params)
 
 
-def simulate(loss_fn: Callable, params: PyTree, worker_data: PyTree, config: AsyncConfig,
+def simulate(loss_fn: Callable, params: PyTree, workers: FederatedData, config: AsyncConfig,
              schedule: AsyncSchedule, eval_fn: Callable | None = None, eval_every: int = 1) -> AsyncResult:
-  """Replays `schedule` under jit: every arrival's gradient at the version its worker read.
+  """Replays `schedule` with the engine's one loop: every arrival's gradient at the version its worker read.
 
   Args:
-    loss_fn: (params, *one_worker_data) -> scalar.
+    loss_fn: (params, x [b, ...], y [b], mask [b]) -> scalar.
     params: initial parameters (version 0).
-    worker_data: pytree (tuple) of arrays with leaves [m, ...], e.g. tuple(shard_data(x, y, m)).
+    workers: FederatedData of the m workers, e.g. `data_parallel.shard_data(x, y, m)`.
     config: AsyncConfig (num_workers must match the schedule and the data).
     schedule: from `async_schedule` with the same staleness bound and buffer size.
     eval_fn: optional params -> scalar evaluated every `eval_every` arrivals.
@@ -357,26 +442,23 @@ def simulate(loss_fn: Callable, params: PyTree, worker_data: PyTree, config: Asy
   Returns:
     AsyncResult.
   """
-  validate_config(config)
+  sampler = arrival_sampler(workers, config, schedule)
   num_arrivals = schedule.worker.shape[0]
-  data_workers = {leaf.shape[0] for leaf in jax.tree.leaves(worker_data)}
-  if data_workers != {config.num_workers} or schedule.worker.max() >= config.num_workers:
-    raise ValueError(f'num_workers={config.num_workers} must match the worker axis of worker_data '
-                     f'{sorted(data_workers)} and the schedule.')
   if eval_every < 1 or num_arrivals % eval_every:
     raise ValueError(f'eval_every={eval_every} must be >= 1 and divide the {num_arrivals} arrivals.')
-  if config.buffer_size > 1 and not np.array_equal(
-      schedule.server_step, (np.arange(num_arrivals) + 1) % config.buffer_size == 0):
-    raise ValueError(f'The schedule was not built with buffer_size={config.buffer_size}.')
-  replay = make_replay(loss_fn, config, _ring_size(schedule), eval_fn, eval_every)
-  arrivals = (jnp.asarray(schedule.worker), jnp.asarray(schedule.read_version),
-              jnp.asarray(staleness_weights(schedule.staleness, config.damping)),
-              jnp.asarray(schedule.server_step))
-  final, evaluated, worker_loss = replay(params, worker_data, arrivals)
-  return AsyncResult(final, evaluated if eval_fn is not None else jnp.zeros((0,)), worker_loss, schedule)
+  algorithm = async_server(loss_fn, ring_size(schedule))
+  state = algorithm.init(params)
+  evaluate = None if eval_fn is None else (eval_every, _evaluate_params(eval_fn))
+  out = engine.scan_rounds(algorithm, sampler, state, jax.random.key(0), num_arrivals, evaluate=evaluate)
+  if eval_fn is None:
+    state, metrics = out
+    evaluated = jnp.zeros((0,))
+  else:
+    state, (metrics, evaluated) = out
+  return AsyncResult(state.params, evaluated, metrics['train_loss'], schedule)
 
 
-def run_async(loss_fn: Callable, params: PyTree, worker_data: PyTree, config: AsyncConfig, num_arrivals: int,
+def run_async(loss_fn: Callable, params: PyTree, workers: FederatedData, config: AsyncConfig, num_arrivals: int,
               seconds_per_gradient: float = 1.0, message_seconds: float = 0.0,
               stragglers: stragglers_lib.StragglerModel = stragglers_lib.StragglerModel(), seed: int = 0,
               eval_fn: Callable | None = None, eval_every: int = 1) -> AsyncResult:
@@ -384,4 +466,4 @@ def run_async(loss_fn: Callable, params: PyTree, worker_data: PyTree, config: As
   validate_config(config)
   compute = draw_compute_seconds(num_arrivals, config.num_workers, seconds_per_gradient, stragglers, seed)
   schedule = async_schedule(compute, num_arrivals, message_seconds, config.staleness_bound, config.buffer_size)
-  return simulate(loss_fn, params, worker_data, config, schedule, eval_fn, eval_every)
+  return simulate(loss_fn, params, workers, config, schedule, eval_fn, eval_every)

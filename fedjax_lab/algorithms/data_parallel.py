@@ -6,13 +6,11 @@ the server takes one step. The result is exactly full-batch gradient descent on
 
   f(w) = 1/n sum_j loss(w; x_j, y_j),
 
-whatever m is; only the wall-clock changes (see `fedjax_lab.systems`). Two placements:
-
-  'client_map'  the engine's `weighted_sum_clients` (vmap / scan / chunked on one device, or
-                shard_map across a mesh): the reference route every other algorithm takes.
-  'shard_map'   an explicit `jax.shard_map` over the mesh's 'clients' axis: each device computes
-                the gradients of its workers, one `psum` adds them (the all-reduce of the
-                systems model).
+whatever m is; only the wall-clock changes (see `fedjax_lab.systems`). Workers are the clients of a
+FederatedData (`shard_data`), every one of them reports every iteration (`Algorithm.inputs =
+'every_client'`), and the map over workers goes through `fedjax_lab.clients.placement` like every other
+per-client computation: vmap / scan / chunks on one device, or across a mesh each device summing its
+workers' gradients and one `psum` adding them (the all-reduce of the systems model).
 
 Least squares: f(w) = 1/(2n) ||X w - y||^2, gradient X^T (X w - y) / n, Lipschitz constant of the
 gradient L = lambda_max(X^T X / n); gradient descent with step 1/L converges to the solution of
@@ -26,14 +24,15 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+import optax
 
 from fedjax_lab.algorithms.base import Algorithm
 from fedjax_lab.clients import placement as placement_lib
+from fedjax_lab.data import sampling
+from fedjax_lab.data.federated import FederatedData
 
 PyTree = Any
 LossFn = Callable[[PyTree, jax.Array, jax.Array, jax.Array], jax.Array]
-PLACEMENTS = ('client_map', 'shard_map')
 
 
 # ----------------------------------------------------------------------------- least squares
@@ -114,22 +113,11 @@ def solve_least_squares(x, y) -> LeastSquares:
 # ----------------------------------------------------------------------------- sharding
 
 
-class Shards(NamedTuple):
-  """Data split over m workers, padded to equal size.
-
-  Attributes:
-    x: [m, b, ...] examples of each worker.
-    y: [m, b] targets.
-    mask: [m, b] bool, True on real examples.
-  """
-
-  x: jax.Array
-  y: jax.Array
-  mask: jax.Array
-
-
-def shard_data(x, y, num_workers: int) -> Shards:
+def shard_data(x, y, num_workers: int) -> FederatedData:
   """Splits x [n, ...], y [n] into `num_workers` contiguous shards of ceil(n / m) rows (padded).
+
+  Returns:
+    FederatedData: x [m, b, ...], y [m, b], num_examples [m] (the last shard may be shorter).
 
   Raises ValueError unless 1 <= num_workers <= n.
   """
@@ -140,144 +128,110 @@ def shard_data(x, y, num_workers: int) -> Shards:
   pad = size * num_workers - n
   x = np.concatenate([np.asarray(x), np.zeros((pad,) + np.shape(x)[1:], np.asarray(x).dtype)])
   y = np.concatenate([np.asarray(y), np.zeros((pad,), np.asarray(y).dtype)])
-  mask = np.arange(size * num_workers) < n
+  counts = np.clip(n - size * np.arange(num_workers), 0, size).astype(np.int32)
   reshape = lambda a: jnp.asarray(a.reshape((num_workers, size) + a.shape[1:]))
-  return Shards(reshape(x), reshape(y), reshape(mask))
+  return FederatedData(reshape(x), reshape(y), jnp.asarray(counts))
 
 
-def replicate_data(x, y, num_workers: int) -> Shards:
+def replicate_data(x, y, num_workers: int) -> FederatedData:
   """Every worker holds all n examples (each computes the full gradient): leaves [m, n, ...]."""
   if num_workers < 1:
     raise ValueError(f'num_workers={num_workers} must be >= 1.')
   tile = lambda a: jnp.broadcast_to(jnp.asarray(a), (num_workers,) + np.shape(a))
-  return Shards(tile(x), tile(y), jnp.ones((num_workers, np.shape(y)[0]), bool))
+  n = np.shape(y)[0]
+  return FederatedData(tile(x), tile(y), jnp.full((num_workers,), n, jnp.int32))
 
 
-def worker_weights(shards: Shards) -> jax.Array:
-  """[m] each worker's share of the real examples (sums to 1)."""
-  counts = jnp.sum(shards.mask, axis=1).astype(jnp.float32)
-  return counts / jnp.sum(counts)
+def worker_arrays(data: FederatedData) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(x [m, b, ...], y [m, b], mask [m, b] bool): each worker's rows for `loss_fn(params, x, y, mask)`."""
+  return data.x, data.y, data.mask()
+
+
+def worker_weights(data: FederatedData, participation: jax.Array | None = None) -> jax.Array:
+  """[m] each reporting worker's share of the real examples (sums to 1; all zero if none reports)."""
+  counts = jnp.asarray(data.num_examples, jnp.float32)
+  if participation is not None:
+    counts = jnp.where(participation, counts, 0.0)
+  total = jnp.sum(counts)
+  return counts / jnp.where(total > 0, total, 1.0)
 
 
 # ----------------------------------------------------------------------------- the algorithm
 
 
 class DataParallelState(NamedTuple):
-  """Attributes: params (pytree); iteration: [] int32 iterations completed."""
+  """Attributes: params (pytree); round: [] int32 iterations completed."""
 
   params: PyTree
-  iteration: jax.Array
+  round: jax.Array
 
 
 def _worker_loss_and_grad(loss_fn: LossFn):
-  def one(params, shard):
-    x, y, mask = shard
+  def one(params, worker):
+    x, y, mask = worker
     return jax.value_and_grad(loss_fn)(params, x, y, mask)
   return one
 
 
-def full_gradient(loss_fn: LossFn, params: PyTree, shards: Shards, placement: str = 'client_map',
-                  strategy: str = 'auto', mesh=None) -> tuple[jax.Array, PyTree]:
-  """Loss and gradient of the mean loss over all real examples, computed worker by worker.
+def full_gradient(loss_fn: LossFn, params: PyTree, data: FederatedData, participation: jax.Array | None = None,
+                  placement: str = 'auto', chunk_size: int | None = None, mesh=None) -> tuple[jax.Array, PyTree]:
+  """Loss and gradient of the mean loss over the reporting workers' real examples, worker by worker.
+
+  The map over workers and the weighted reduce are `fedjax_lab.clients.placement.weighted_sum_clients`:
+  vmap / scan / chunks on one device, or each device summing its workers and one `psum` across a
+  mesh (the all-reduce of the systems model).
 
   Args:
     loss_fn: (params, x [b, ...], y [b], mask [b]) -> mean loss over the real rows.
     params: pytree.
-    shards: Shards with leaves [m, b, ...].
-    placement: 'client_map' or 'shard_map' (see module docstring).
-    strategy: the engine's placement strategy for 'client_map'.
-    mesh: optional mesh with a 'clients' axis (required for 'shard_map' on more than one device).
+    data: FederatedData of the workers, leaves [m, b, ...].
+    participation: optional [m] bool, False for a worker whose gradient never arrives.
+    placement, chunk_size, mesh: see `fedjax_lab.clients.placement`.
 
   Returns:
     (loss scalar, gradient pytree like params).
   """
-  weights = worker_weights(shards)
+  weights = worker_weights(data, participation)
   one = _worker_loss_and_grad(loss_fn)
-  if placement == 'client_map':
-    return placement_lib.weighted_sum_clients(one, params, tuple(shards), weights, strategy=strategy, mesh=mesh)
-  return _psum_gradient(one, params, shards, weights, mesh)
+  return placement_lib.weighted_sum_clients(one, params, worker_arrays(data), weights, placement, chunk_size, mesh)
 
 
-def _psum_gradient(one, params, shards: Shards, weights: jax.Array, mesh):
-  """Each device: sum_i w_i grad_i over its workers; then psum over the 'clients' axis."""
-  devices = placement_lib.num_mesh_clients(mesh)
-  if devices == 1:
-    losses, grads = jax.vmap(one, in_axes=(None, 0))(params, tuple(shards))
-    return jnp.dot(weights, losses), jax.tree.map(lambda g: jnp.tensordot(weights, g, axes=1), grads)
-  pad = (-weights.shape[0]) % devices  # zero-weight workers fill the last device
-  padded = jax.tree.map(lambda a: jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)]),
-                        (tuple(shards), weights))
-
-  def body(params, local_shards, local_weights):
-    # Replicated params differentiated inside shard_map must be marked device-varying, or their
-    # gradient comes back already summed over devices (see /work/shared/FACTS.md).
-    params = jax.tree.map(lambda p: jax.lax.pcast(p, placement_lib.CLIENT_AXIS, to='varying'), params)
-    losses, grads = jax.vmap(one, in_axes=(None, 0))(params, local_shards)
-    partial = (jnp.dot(local_weights, losses),
-               jax.tree.map(lambda g: jnp.tensordot(local_weights, g, axes=1), grads))
-    return jax.lax.psum(partial, placement_lib.CLIENT_AXIS)
-
-  return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(placement_lib.CLIENT_AXIS), P(placement_lib.CLIENT_AXIS)),
-                       out_specs=P())(params, *padded)
-
-
-def data_parallel_gd(loss_fn: LossFn, learning_rate: float, placement: str = 'client_map',
-                     strategy: str = 'auto', mesh=None) -> Algorithm:
+def data_parallel_gd(loss_fn: LossFn, learning_rate: float, placement: str = 'auto', chunk_size: int | None = None,
+                     mesh=None) -> Algorithm:
   """Synchronous data-parallel gradient descent: w <- w - lr * (1/n) sum_i grad_i.
 
   Args:
     loss_fn: (params, x [b, ...], y [b], mask [b]) -> mean loss over the real rows, e.g.
       `least_squares_loss` or `functools.partial(models.batch_loss, model)`.
     learning_rate: step size > 0 (1/L for least squares).
-    placement: 'client_map' (the engine's weighted sum) or 'shard_map' (explicit psum).
-    strategy: engine placement strategy for 'client_map' ('auto', 'vmap', 'scan', 'chunked').
-    mesh: optional mesh with a 'clients' axis.
+    placement, chunk_size, mesh: how the workers' gradients are computed (`fedjax_lab.clients.placement`).
 
   Returns:
-    Algorithm with init(params) -> DataParallelState and
-    step(state, shards: Shards, rng) -> (state, {'loss': loss before the step, 'grad_norm'}).
+    Algorithm with inputs='every_client' (worker i = client i of the data, every iteration):
+    init(params) -> DataParallelState; step(state, RoundInputs, rng) -> (state, metrics): 'train_loss'
+    (f before the step), 'grad_norm', 'participants', 'bytes_up', 'bytes_down'.
   """
-  if not learning_rate > 0:
-    raise ValueError(f'learning_rate={learning_rate} must be > 0.')
-  if placement not in PLACEMENTS:
-    raise ValueError(f'placement={placement!r} must be one of {PLACEMENTS}.')
-  placement_lib.resolve_strategy(strategy)
+  if not (np.isfinite(learning_rate) and learning_rate > 0):
+    raise ValueError(f'learning_rate={learning_rate} must be finite and > 0.')
+  placement_lib.validate_placement(placement, chunk_size, memory_budget_mb=0)
 
   def init(params):
     return DataParallelState(params, jnp.zeros((), jnp.int32))
 
-  def step(state, shards, rng=None):
+  def step(state, inputs: sampling.RoundInputs, rng=None):
     del rng  # full-batch gradient descent is deterministic
-    loss, grad = full_gradient(loss_fn, state.params, Shards(*shards), placement, strategy, mesh)
+    data = sampling.materialize(inputs).data
+    loss, grad = full_gradient(loss_fn, state.params, data, inputs.participation, placement, chunk_size, mesh)
     params = jax.tree.map(lambda p, g: p - learning_rate * g.astype(p.dtype), state.params, grad)
-    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
-    return DataParallelState(params, state.iteration + 1), {'loss': loss, 'grad_norm': grad_norm}
+    participants = jnp.sum(inputs.participation.astype(jnp.int32))
+    model_bytes = sum(p.size * p.dtype.itemsize for p in jax.tree.leaves(state.params))
+    metrics = {
+        'train_loss': jnp.where(participants > 0, loss, jnp.nan),
+        'grad_norm': optax.global_norm(grad),
+        'participants': participants,
+        'bytes_up': participants.astype(jnp.float32) * model_bytes,  # one gradient per worker
+        'bytes_down': jnp.asarray(inputs.client_ids.shape[0] * model_bytes, jnp.float32),
+    }
+    return DataParallelState(params, state.round + 1), metrics
 
-  return Algorithm(init, step, name=f'data_parallel_gd[{placement}]')
-
-
-def place_shards(shards: Shards, mesh) -> Shards:
-  """Puts the worker axis of every leaf on the mesh's 'clients' axis (no-op without a mesh)."""
-  if mesh is None:
-    return shards
-  devices = placement_lib.num_mesh_clients(mesh)
-  if shards.y.shape[0] % devices:
-    return shards  # uneven: let shard_map pad (it reshards under Auto axis types)
-  sharding = NamedSharding(mesh, P(placement_lib.CLIENT_AXIS))
-  return Shards(*(jax.device_put(a, sharding) for a in shards))
-
-
-def run_iterations(algorithm: Algorithm, params: PyTree, shards: Shards, num_iterations: int):
-  """Runs `num_iterations` steps under one jitted lax.scan.
-
-  Returns:
-    (final state, metrics dict of [T] arrays; 'loss'[t] is the loss before step t).
-  """
-  if num_iterations < 0:
-    raise ValueError(f'num_iterations={num_iterations} must be >= 0.')
-
-  @jax.jit
-  def scan(state, shards):
-    return jax.lax.scan(lambda s, _: algorithm.step(s, shards, None), state, None, length=num_iterations)
-
-  return scan(algorithm.init(params), tuple(shards))
+  return Algorithm(init, step, name='data_parallel_gd', inputs='every_client')

@@ -21,8 +21,11 @@ With a constant step the first three converge, on heterogeneous data, to a neigh
 optimum whose size grows with a and with the spread of the local gradients; gradient tracking and
 exact diffusion remove that bias and reach the exact optimum with full-batch gradients.
 
-Algorithms follow the package pattern: `init(params) -> DecentralizedState`, `step(state, data, rng)
--> (state, metrics)`; `run_steps` scans `step` in one compiled call.
+Every algorithm here is an `Algorithm` with `inputs='every_client'` (node i is client i of the data, every
+step) and `evaluates='nodes'`: `init(params) -> DecentralizedState`, `step(state, RoundInputs, rng) ->
+(state, metrics)`, run by `fedjax_lab.engine.scan_rounds` with `engine.every_client_sampler(data)`. The
+nodes' gradients go through `fedjax_lab.clients.placement` like every other per-client computation
+(config.placement: vmap, scan, chunked, or spread over a device mesh).
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedjax_lab.algorithms.base import Algorithm
+from fedjax_lab.clients import placement as placement_lib
+from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.topology import gossip as gossip_lib
@@ -101,19 +106,36 @@ def node_batches(data: FederatedData, rng: jax.Array, batch_size: int):
   return take(jnp.asarray(data.x)), take(jnp.asarray(data.y)), mask
 
 
-def node_gradients(model: models_lib.Model, params: PyTree, batches) -> tuple[jax.Array, PyTree]:
-  """Every node's loss and gradient at its own parameters (vmap over nodes).
+class NodePlacement(NamedTuple):
+  """How the nodes' gradients are computed: `fedjax_lab.clients.placement`'s strategy, chunk and mesh."""
+
+  strategy: str = 'auto'
+  chunk_size: int | None = None
+  mesh: Any = None
+
+
+def node_gradients(model: models_lib.Model, params: PyTree, batches,
+                   placement: NodePlacement = NodePlacement()) -> tuple[jax.Array, PyTree]:
+  """Every node's loss and gradient at its own parameters, mapped over nodes by the placement.
 
   Args:
     model: the model.
     params: leaves [N, ...].
     batches: (x [N, B, ...], y [N, B], mask [N, B]) from `node_batches`.
+    placement: NodePlacement (default: the backend's best single-device strategy).
 
   Returns:
     (losses [N], grads with leaves [N, ...]).
   """
   value_and_grad = jax.value_and_grad(functools.partial(models_lib.batch_loss, model))
-  return jax.vmap(value_and_grad)(params, *batches)
+
+  def one_node(shared, node):
+    del shared
+    node_params, x, y, mask = node
+    return value_and_grad(node_params, x, y, mask)
+
+  return placement_lib.map_clients(one_node, (), (params,) + tuple(batches), placement.strategy,
+                                   placement.chunk_size, placement.mesh)
 
 
 def _learning_rate(learning_rate: LearningRate, step: jax.Array) -> jax.Array:
@@ -127,9 +149,9 @@ def _axpy(alpha, x: PyTree, y: PyTree) -> PyTree:
   return jax.tree.map(lambda a, b: (alpha.astype(a.dtype) * a + b).astype(b.dtype), x, y)
 
 
-def _node_data(inputs) -> FederatedData:
-  # Accept the runner's RoundInputs (all nodes every round) as well as plain FederatedData.
-  return inputs.data if hasattr(inputs, 'participation') else inputs
+def _node_data(inputs: sampling.RoundInputs) -> FederatedData:
+  """The nodes' data from every-client RoundInputs (`engine.every_client_sampler`): node i = client i."""
+  return sampling.materialize(inputs).data
 
 
 def _tree_bytes(tree: PyTree) -> int:
@@ -160,6 +182,11 @@ def validate(topology: Topology, learning_rate: LearningRate, batch_size: int, a
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
+def _node_placement(strategy: str, chunk_size: int | None, mesh) -> NodePlacement:
+  placement_lib.validate_placement(strategy, chunk_size, memory_budget_mb=0)
+  return NodePlacement(strategy, chunk_size, mesh)
+
+
 def _check_nodes(data: FederatedData, num_nodes: int) -> None:
   found = data.num_examples.shape[0]
   if found != num_nodes:
@@ -168,11 +195,15 @@ def _check_nodes(data: FederatedData, num_nodes: int) -> None:
 
 
 def _metrics(losses, params, lr, bytes_sent) -> dict:
+  """The shared metric names (`algorithms.base.METRICS`) plus consensus error and learning rate."""
+  num_nodes = losses.shape[0]
   return {
       'train_loss': jnp.mean(losses),
+      'participants': jnp.asarray(num_nodes, jnp.int32),
+      'bytes_up': jnp.asarray(bytes_sent, jnp.float32),  # over the gossip links; no server
+      'bytes_down': jnp.zeros((), jnp.float32),
       'consensus_error': gossip_lib.consensus_error(params),
       'learning_rate': lr,
-      'bytes_sent': jnp.asarray(bytes_sent, jnp.float32),
   }
 
 
@@ -202,6 +233,8 @@ def dpsgd(
     local_steps: int = 1,
     gossip_impl: str = 'auto',
     mesh=None,
+    placement: str = 'auto',
+    chunk_size: int | None = None,
     allow_disconnected: bool = False,
     name: str | None = None,
 ) -> Algorithm:
@@ -215,13 +248,15 @@ def dpsgd(
     order: 'consensus' (x <- Wx - a g(x)), 'cta' (x <- Wx - a g(Wx)) or 'atc' (x <- W(x - a g(x))).
     local_steps: H local SGD steps before each gossip (order 'atc' only; H = 1 is plain 'atc').
     gossip_impl: 'auto', 'dense', 'sparse' or 'ppermute' (see `fedjax_lab.topology.make_gossip`).
-    mesh: device mesh for gossip_impl='ppermute'.
+    mesh: device mesh: the nodes' gradients are spread over its 'clients' axis (and gossip_impl='ppermute'
+      exchanges over it).
+    placement, chunk_size: how the nodes' gradients are mapped (`fedjax_lab.clients.placement`).
     allow_disconnected: train on a disconnected graph (with a warning) instead of refusing.
     name: reported name.
 
   Returns:
-    Algorithm: init(params, stacked=False) -> DecentralizedState; step(state, data: FederatedData
-    with N clients (or RoundInputs), rng) -> (state, metrics).
+    Algorithm: init(params, stacked=False) -> DecentralizedState; step(state, RoundInputs of every
+    client in order (N clients), rng) -> (state, metrics).
   """
   if order not in ORDERS:
     raise ValueError(f'Unknown config.algorithm.order={order!r}; choose one of {ORDERS}.')
@@ -230,6 +265,7 @@ def dpsgd(
     raise ValueError(f"config.algorithm.local_steps={local_steps} > 1 needs order='atc' (local steps, "
                      f'then gossip); got order={order!r}.')
   gossip = gossip_lib.make_gossip(topology, gossip_impl, mesh)
+  nodes = _node_placement(placement, chunk_size, mesh)
   num_nodes = topology.num_nodes
 
   def step(state: DecentralizedState, inputs, rng):
@@ -238,15 +274,15 @@ def dpsgd(
     lr = _learning_rate(learning_rate, state.round)
     x = state.params
     if order == 'consensus':
-      losses, grads = node_gradients(model, x, node_batches(data, rng, batch_size))
+      losses, grads = node_gradients(model, x, node_batches(data, rng, batch_size), nodes)
       new_x = _axpy(-lr, grads, gossip.mix(x, state.round))
     elif order == 'cta':
       mixed = gossip.mix(x, state.round)
-      losses, grads = node_gradients(model, mixed, node_batches(data, rng, batch_size))
+      losses, grads = node_gradients(model, mixed, node_batches(data, rng, batch_size), nodes)
       new_x = _axpy(-lr, grads, mixed)
     else:
       def local_step(params, key):
-        losses, grads = node_gradients(model, params, node_batches(data, key, batch_size))
+        losses, grads = node_gradients(model, params, node_batches(data, key, batch_size), nodes)
         return _axpy(-lr, grads, params), losses
 
       if local_steps == 1:  # the same draw as the other orders, so 'atc' and 'consensus' compare
@@ -262,7 +298,7 @@ def dpsgd(
   default = 'dpsgd' if order == 'consensus' else f'dpsgd_{order}'
   if local_steps > 1:
     default = f'local{local_steps}_gossip'
-  return Algorithm(_make_init(num_nodes, 'dpsgd'), step, name or default)
+  return Algorithm(_make_init(num_nodes, 'dpsgd'), step, name or default, evaluates='nodes', inputs='every_client')
 
 
 def local_sgd_gossip(model: models_lib.Model, topology: Topology, learning_rate: LearningRate,
@@ -278,6 +314,8 @@ def gradient_tracking(
     batch_size: int = -1,
     gossip_impl: str = 'auto',
     mesh=None,
+    placement: str = 'auto',
+    chunk_size: int | None = None,
     allow_disconnected: bool = False,
     name: str = 'gradient_tracking',
 ) -> Algorithm:
@@ -295,6 +333,7 @@ def gradient_tracking(
   """
   validate(topology, learning_rate, batch_size, allow_disconnected)
   gossip = gossip_lib.make_gossip(topology, gossip_impl, mesh)
+  nodes = _node_placement(placement, chunk_size, mesh)
   num_nodes = topology.num_nodes
 
   def step(state: DecentralizedState, inputs, rng):
@@ -309,7 +348,7 @@ def gradient_tracking(
     metrics = _metrics(losses, new_x, lr, 2 * gossip.num_links * _tree_bytes(state.params))
     return DecentralizedState(new_x, tracker, grads, state.round + 1), metrics
 
-  return Algorithm(_make_init(num_nodes, 'tracking'), step, name)
+  return Algorithm(_make_init(num_nodes, 'tracking'), step, name, evaluates='nodes', inputs='every_client')
 
 
 def exact_diffusion(
@@ -319,6 +358,8 @@ def exact_diffusion(
     batch_size: int = -1,
     gossip_impl: str = 'auto',
     mesh=None,
+    placement: str = 'auto',
+    chunk_size: int | None = None,
     allow_disconnected: bool = False,
     name: str = 'exact_diffusion',
 ) -> Algorithm:
@@ -338,6 +379,7 @@ def exact_diffusion(
     raise ValueError(f'exact_diffusion needs a symmetric mixing matrix; {topology.name!r} is not '
                      '(use gradient_tracking for directed schedules).')
   gossip = gossip_lib.make_gossip(topology, gossip_impl, mesh)
+  nodes = _node_placement(placement, chunk_size, mesh)
   num_nodes = topology.num_nodes
 
   def step(state: DecentralizedState, inputs, rng):
@@ -345,7 +387,7 @@ def exact_diffusion(
     _check_nodes(data, num_nodes)
     lr = _learning_rate(learning_rate, state.round)
     x = state.params
-    losses, grads = node_gradients(model, x, node_batches(data, rng, batch_size))
+    losses, grads = node_gradients(model, x, node_batches(data, rng, batch_size), nodes)
     psi = _axpy(-lr, grads, x)
     phi = jax.tree.map(lambda p, xk, prev: p + xk - prev, psi, x, state.tracker)
     mixed = gossip.mix(phi, state.round)
@@ -353,7 +395,7 @@ def exact_diffusion(
     metrics = _metrics(losses, new_x, lr, gossip.num_links * _tree_bytes(x))
     return DecentralizedState(new_x, psi, state.prev_grads, state.round + 1), metrics
 
-  return Algorithm(_make_init(num_nodes, 'exact_diffusion'), step, name)
+  return Algorithm(_make_init(num_nodes, 'exact_diffusion'), step, name, evaluates='nodes', inputs='every_client')
 
 
 ALGORITHMS: dict[str, Callable[..., Algorithm]] = {
@@ -403,24 +445,6 @@ def from_config(algorithm_section, topology_section, model: models_lib.Model, me
 
 # ---------------------------------------------------------------------------------------------
 # Running and evaluating.
-
-
-@functools.partial(jax.jit, static_argnames=('step', 'num_steps'))
-def _scan_steps(state, data, rng, step, num_steps):
-  def body(state, _):
-    return step(state, data, jax.random.fold_in(rng, state.round))
-
-  return jax.lax.scan(body, state, None, length=num_steps)
-
-
-def run_steps(algorithm: Algorithm, state: DecentralizedState, data: FederatedData, rng: jax.Array,
-              num_steps: int) -> tuple[DecentralizedState, dict]:
-  """`num_steps` steps as one jitted lax.scan; step k uses fold_in(rng, k) (resumable).
-
-  Returns:
-    (state, metrics with leaves [num_steps]).
-  """
-  return _scan_steps(state, data, rng, step=algorithm.step, num_steps=int(num_steps))
 
 
 def evaluate_nodes(model: models_lib.Model, params: PyTree, x: jax.Array, y: jax.Array) -> dict:

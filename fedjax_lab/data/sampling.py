@@ -30,7 +30,7 @@ Two samplings (`config.sampling`), both drawn by `sample_cohort`:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +49,9 @@ class RoundInputs(NamedTuple):
     byzantine: [C] bool; True for clients an attack controls.
     population: None when gathered; when lazy, the whole FederatedData, leaves [K, ...], that
       `client_ids` index.
+    arrival: None for a cohort round; for the simulated asynchronous server, the record of the
+      arriving gradient (`fedjax_lab.algorithms.async_ps.Arrival`: the version it was computed on,
+      its staleness weight, whether the server steps, the simulated time).
   """
 
   data: FederatedData | None
@@ -56,6 +59,7 @@ class RoundInputs(NamedTuple):
   participation: jax.Array
   byzantine: jax.Array
   population: FederatedData | None = None
+  arrival: Any = None
 
   @property
   def is_lazy(self) -> bool:

@@ -1,7 +1,10 @@
 """`run(config, workdir)`: the library function behind experiments/run.py, tests and notebooks.
 
-A run is compiled once per block length: `eval_every` rounds (cohort sampling included) are one
-`lax.scan` inside one jitted call, so there is no host round-trip per round. Between blocks the
+A run is compiled once per block length: `eval_every` rounds (sampling included) are one call of
+`fedjax_lab.engine.scan_rounds`, the package's one round loop, so there is no host round-trip per
+round. The algorithm declares which inputs it consumes (`Algorithm.inputs`: a sampled cohort, or every
+client in order) and what the test set evaluates (`Algorithm.evaluates`: the global model, or the
+node average and every node). Between blocks the
 runner evaluates on the test set, appends a row to metrics.jsonl, checks for divergence and
 saves a checkpoint. Restarting with the same workdir resumes from the latest checkpoint; the
 random stream of round r is `fold_in(seed_key, r)`, so a resumed run equals an uninterrupted one.
@@ -20,7 +23,6 @@ both placements call the same `sample_cohort`. Under 'poisson' every round's arr
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -34,6 +36,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 import tqdm
 
+from fedjax_lab import engine
+from fedjax_lab.algorithms import base as algorithm_base
 from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import host as host_lib
 from fedjax_lab.data import sampling
@@ -70,17 +74,20 @@ def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 10
   return jax.tree.map(lambda s: s / n, totals)
 
 
-def evaluate_state(model: models_lib.Model, state, x, y) -> dict:
-  """Test metrics of the model a state stands for.
+def evaluate_state(model: models_lib.Model, evaluates: str, state, x, y) -> dict:
+  """Test metrics of the model(s) a state stands for, as the algorithm declares (`Algorithm.evaluates`).
 
-  A server state is evaluated at its params. A decentralized state (params [N, ...], one model per
-  node) is evaluated at the node average (the model the nodes agree on at consensus), and each
-  node's own model too: `node_{metric}_mean` and `node_{metric}_worst` (the worst node: highest
-  loss, lowest accuracy).
+  'global': state.params is one model. 'nodes': state.params has leaves [N, ...], one model per
+  node; evaluated at the node average (the model the nodes agree on at consensus), and each node's
+  own model too: `node_{metric}_mean` and `node_{metric}_worst` (the worst node: highest loss,
+  lowest accuracy).
   """
-  if not hasattr(state, 'average_params'):
+  if evaluates == 'global':
     return evaluate_batched(model, state.params, x, y)
-  metrics = evaluate_batched(model, state.average_params, x, y)
+  if evaluates != 'nodes':
+    raise ValueError(f'Algorithm.evaluates={evaluates!r} must be one of {algorithm_base.EVALUATES}.')
+  average = jax.tree.map(lambda p: jnp.mean(p, axis=0), state.params)
+  metrics = evaluate_batched(model, average, x, y)
   per_node = jax.vmap(lambda params: evaluate_batched(model, params, x, y))(state.params)
   for name, values in per_node.items():
     metrics[f'node_{name}_mean'] = jnp.mean(values)
@@ -88,30 +95,16 @@ def evaluate_state(model: models_lib.Model, state, x, y) -> dict:
   return metrics
 
 
-def _make_block(algorithm, clients_per_round: int, dropout_rate: float, num_rounds: int,
-                cohort_sampling: str = 'fixed_size', capacity: int | None = None):
-  """A jitted function running `num_rounds` rounds (sampling included) as one lax.scan.
-
-  `cohort_sampling` and `capacity` (static) are config.sampling and the cohort's array length
-  (`builders.cohort_size`); see `sampling.sample_cohort`.
-
-  An algorithm with `lazy_inputs` gets lazy RoundInputs (the population and the cohort's ids): it
-  reads each client's rows inside its client loop, so no [C, M, ...] cohort is gathered.
-  """
-  gather = not algorithm.lazy_inputs
-
-  @functools.partial(jax.jit, donate_argnums=(0,))
-  def run_block(state, data: FederatedData, byzantine, base_key):
-    def one_round(state, _):
-      key = jax.random.fold_in(base_key, state.round)
-      sample_key, step_key = jax.random.split(key)
-      inputs = sampling.sample_round(data, sample_key, clients_per_round, dropout_rate, byzantine, gather=gather,
-                                     sampling=cohort_sampling, capacity=capacity)
-      return algorithm.step(state, inputs, step_key)
-
-    return jax.lax.scan(one_round, state, None, length=num_rounds)
-
-  return run_block
+def make_sampler(algorithm, train: FederatedData, clients_per_round: int, dropout_rate: float, byzantine,
+                 cohort_sampling: str, capacity: int) -> engine.Sampler:
+  """The sampler the algorithm declares (`Algorithm.inputs`) over device-resident training data."""
+  if algorithm.inputs == 'every_client':
+    return engine.every_client_sampler(train)
+  if algorithm.inputs == 'cohort':
+    return engine.cohort_sampler(train, clients_per_round, dropout_rate, byzantine, cohort_sampling, capacity,
+                                 gather=not algorithm.lazy_inputs)
+  raise ValueError(f'Algorithm {algorithm.name!r} consumes {algorithm.inputs!r} inputs, which the runner cannot '
+                   'draw from a federated data set.')
 
 
 DATA_PLACEMENTS = ('device', 'host')
@@ -125,35 +118,6 @@ def validate_data_placement(data_placement: str, prefetch_depth: int = 1) -> Non
   if int(prefetch_depth) != prefetch_depth or prefetch_depth < 0:
     raise ValueError(f'config.prefetch_depth={prefetch_depth} must be an integer >= 0 (rounds prepared ahead '
                      'in host mode; 0 = no prefetch).')
-
-
-def _make_round_step(algorithm):
-  """A jitted, state-donating step of one round on prefetched inputs; keys as in `_make_block`."""
-
-  @functools.partial(jax.jit, donate_argnums=(0,))
-  def round_step(state, inputs: sampling.RoundInputs, base_key):
-    key = jax.random.fold_in(base_key, state.round)
-    _, step_key = jax.random.split(key)  # the sample key was used by the host loader
-    return algorithm.step(state, inputs, step_key)
-
-  return round_step
-
-
-def _run_host_rounds(round_step, state, rounds, length: int, base_key):
-  """Runs `length` rounds from the iterator of prefetched RoundInputs; metrics stacked like a scan's.
-
-  Waits for round r-1 after queueing round r, so the device always has the next round queued but
-  at most two cohorts (plus the one being prefetched) are alive on it.
-  """
-  per_round, previous = [], None
-  for _ in range(length):
-    state, metrics = round_step(state, next(rounds), base_key)
-    if previous is not None:
-      jax.block_until_ready(previous)
-    previous = metrics
-    per_round.append(metrics)
-  per_round = jax.device_get(per_round)
-  return state, jax.tree.map(lambda *values: np.stack(values), *per_round)
 
 
 def _check_finite(row: dict, keys=('train_loss', 'test_loss')) -> None:
@@ -231,8 +195,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=jax.process_index() == 0)
   reporters = builders.build_reporters(config, train.num_clients)
 
-  evaluate = jax.jit(lambda state: evaluate_state(model, state, test_x, test_y))
-  blocks: dict[int, Any] = {}
+  evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y))
   eval_every = config.get('eval_every', 1)
   rounds = config.rounds
   totals = {'bytes_up': 0.0, 'bytes_down': 0.0}
@@ -268,22 +231,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   first_block_seconds = None
   prefetcher = None
   if host_data:
+    if algorithm.inputs != 'cohort':
+      raise ValueError(f"config.data_placement='host' draws a cohort per round on the host; algorithm "
+                       f"{algorithm.name!r} consumes {algorithm.inputs!r} inputs: use config.data_placement='device'.")
     loader = host_lib.make_cohort_loader(train, config.clients_per_round, base_key, config.get('dropout_rate', 0.0),
                                          byzantine, host_lib.cohort_sharding(mesh, cohort_size),
                                          sampling=cohort_sampling, capacity=cohort_size)
     prefetcher = host_lib.Prefetcher(loader, range(start_round, rounds), depth=int(config.get('prefetch_depth', 1)))
-    round_step = _make_round_step(algorithm)
+  else:
+    sampler = make_sampler(algorithm, data, config.clients_per_round, config.get('dropout_rate', 0.0), byzantine,
+                           cohort_sampling, cohort_size)
   try:
     while round_index < rounds:
       length = min(eval_every - round_index % eval_every, rounds - round_index)
       tic = time.time()
       if host_data:
-        state, block_metrics = _run_host_rounds(round_step, state, prefetcher, length, base_key)
+        state, block_metrics = engine.step_rounds(algorithm, prefetcher, state, base_key, length)
       else:
-        if length not in blocks:
-          blocks[length] = _make_block(algorithm, config.clients_per_round, config.get('dropout_rate', 0.0), length,
-                                       cohort_sampling, cohort_size)
-        state, block_metrics = blocks[length](state, data, byzantine, base_key)
+        state, block_metrics = engine.scan_rounds(algorithm, sampler, state, base_key, length, donate=True)
       block_metrics = jax.device_get(block_metrics)
       first_block_seconds = first_block_seconds or time.time() - tic
       losses_seen = np.asarray(block_metrics['train_loss'])

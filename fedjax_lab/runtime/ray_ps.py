@@ -278,7 +278,9 @@ def run_parameter_server(
   Args:
     loss_fn: (params, *one_worker_data) -> scalar JAX loss (picklable, e.g. a module-level function).
     params: initial parameters (pytree of arrays).
-    worker_data: tuple of arrays with leaves [m, ...]; worker i gets slice i.
+    worker_data: FederatedData of the m workers (as the simulator takes it; each worker gets
+      loss_fn(params, x, y, mask) of its rows), or a tuple of arrays with leaves [m, ...] (worker i
+      gets slice i).
     learning_rate: server step size > 0.
     num_updates: async: gradients to apply (arrivals); sync: rounds (server steps).
     mode: 'async' or 'sync'.
@@ -298,6 +300,10 @@ def run_parameter_server(
     TimeoutError: start-up or training did not finish in time (the message names the workers).
   """
   import jax  # pylint: disable=g-import-not-at-top
+  from fedjax_lab.algorithms import data_parallel  # pylint: disable=g-import-not-at-top
+  from fedjax_lab.data.federated import FederatedData  # pylint: disable=g-import-not-at-top
+  if isinstance(worker_data, FederatedData):
+    worker_data = data_parallel.worker_arrays(worker_data)
   worker_data = tuple(worker_data)
   num_workers = int(jax.tree.leaves(worker_data)[0].shape[0])
   delays = _validate(num_workers, learning_rate, num_updates, mode, damping, buffer_size, delays, timeout_s)

@@ -5,6 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jax
+
+from fedjax_lab import engine
 from fedjax_lab import systems
 from fedjax_lab.algorithms import async_ps as ap
 from fedjax_lab.algorithms import data_parallel as dp
@@ -15,6 +18,11 @@ D = 5
 @pytest.fixture(scope='module')
 def problem():
   return dp.least_squares_problem(96, D, noise=0.5, seed=1, condition_number=3.0)
+
+
+def run_iterations(algorithm, params, data, num_iterations):
+  return engine.scan_rounds(algorithm, engine.every_client_sampler(data), algorithm.init(params),
+                            jax.random.key(0), num_iterations)
 
 
 def _relative_error(w, w_star):
@@ -56,7 +64,7 @@ def test_schedule_of_two_workers_by_hand():
 def test_equal_speeds_without_communication_is_synchronous_sgd(problem):
   m, rounds, lr = 4, 6, 0.1
   shards = dp.shard_data(problem.x, problem.y, m)
-  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), tuple(shards), ap.async_sgd(m, lr), m * rounds)
+  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), shards, ap.async_sgd(m, lr), m * rounds)
   np.testing.assert_array_equal(result.schedule.worker, np.tile(np.arange(m), rounds))
   np.testing.assert_array_equal(result.schedule.staleness, np.tile(np.arange(m), rounds))
   np.testing.assert_array_equal(result.schedule.read_version, np.repeat(np.arange(rounds) * m, m))
@@ -70,16 +78,16 @@ def test_equal_speeds_without_communication_is_synchronous_sgd(problem):
       w = w - lr * g
   np.testing.assert_allclose(result.params, w, rtol=1e-5, atol=1e-6)
   # ... which is data-parallel gradient descent with step m * lr.
-  state, _ = dp.run_iterations(dp.data_parallel_gd(dp.least_squares_loss, m * lr), jnp.zeros(D), shards, rounds)
+  state, _ = run_iterations(dp.data_parallel_gd(dp.least_squares_loss, m * lr), jnp.zeros(D), shards, rounds)
   np.testing.assert_allclose(result.params, state.params, rtol=1e-5, atol=1e-6)
 
 
 def test_fedbuff_with_k_equal_m_and_equal_speeds_is_data_parallel_gd(problem):
   m, rounds, lr = 4, 5, 0.5
   shards = dp.shard_data(problem.x, problem.y, m)
-  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), tuple(shards), ap.fedbuff(m, lr, m), m * rounds)
+  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), shards, ap.fedbuff(m, lr, m), m * rounds)
   assert result.schedule.staleness.max() == 0 and result.schedule.num_versions == rounds
-  state, _ = dp.run_iterations(dp.data_parallel_gd(dp.least_squares_loss, lr), jnp.zeros(D), shards, rounds)
+  state, _ = run_iterations(dp.data_parallel_gd(dp.least_squares_loss, lr), jnp.zeros(D), shards, rounds)
   np.testing.assert_allclose(result.params, state.params, rtol=1e-5, atol=1e-6)
 
 
@@ -94,9 +102,9 @@ def test_ring_buffer_replay_equals_numpy_reference(problem, config):
   compute = ap.draw_compute_seconds(60, 6, 1.0, systems.StragglerModel('lognormal', scale=0.8), seed=2)
   schedule = ap.async_schedule(compute, 60, 0.05, config.staleness_bound, config.buffer_size)
   assert schedule.staleness.max() >= 3  # the ring buffer is exercised
-  result = ap.simulate(dp.least_squares_loss, jnp.zeros(D), tuple(shards), config, schedule,
+  result = ap.simulate(dp.least_squares_loss, jnp.zeros(D), shards, config, schedule,
                        eval_fn=lambda w: dp.least_squares_loss(w, problem.x, problem.y), eval_every=20)
-  expected = _numpy_replay(*(np.asarray(a, np.float64) for a in shards[:2]), np.asarray(shards.mask), config,
+  expected = _numpy_replay(*(np.asarray(a, np.float64) for a in shards[:2]), np.asarray(shards.mask()), config,
                            schedule)
   np.testing.assert_allclose(result.params, expected, rtol=1e-4, atol=1e-5)
   assert result.eval_loss.shape == (3,) and result.worker_loss.shape == (60,)
@@ -124,7 +132,7 @@ def test_bounded_staleness_reaches_optimum_with_step_from_lipschitz_constant(pro
   m, s = 4, 1
   tau = ap.ssp_staleness_bound(m, s)
   lr = 1.0 / (problem.lipschitz * (1 + 2 * tau))  # delayed gradient descent's safe step
-  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), tuple(dp.replicate_data(problem.x, problem.y, m)),
+  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), dp.replicate_data(problem.x, problem.y, m),
                         ap.stale_synchronous(m, lr, s), 2000, message_seconds=0.1,
                         stragglers=systems.StragglerModel('exponential', scale=2.0), seed=0)
   assert result.schedule.staleness.max() <= tau
@@ -136,7 +144,7 @@ def test_plain_async_reaches_optimum_when_the_system_is_consistent():
   # converges to it despite stragglers and staleness.
   exact = dp.least_squares_problem(96, D, noise=0.0, seed=3, condition_number=3.0)
   m = 8
-  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), tuple(dp.shard_data(exact.x, exact.y, m)),
+  result = ap.run_async(dp.least_squares_loss, jnp.zeros(D), dp.shard_data(exact.x, exact.y, m),
                         ap.damped_async_sgd(m, 0.5 / exact.lipschitz), 1200, message_seconds=0.05,
                         stragglers=systems.bernoulli(0.25, 10.0), seed=1)
   assert _relative_error(result.params, exact.w_star) < 1e-4
@@ -171,9 +179,9 @@ def test_rejects_bad_input(make, field):
 
 def test_rejects_mismatched_data_and_eval_every(problem):
   schedule = ap.async_schedule(np.ones((6, 2)), 6)
-  shards = tuple(dp.shard_data(problem.x, problem.y, 3))
+  shards = dp.shard_data(problem.x, problem.y, 3)
   with pytest.raises(ValueError, match='num_workers'):
     ap.simulate(dp.least_squares_loss, jnp.zeros(D), shards, ap.async_sgd(2, 0.1), schedule)
-  shards = tuple(dp.shard_data(problem.x, problem.y, 2))
+  shards = dp.shard_data(problem.x, problem.y, 2)
   with pytest.raises(ValueError, match='eval_every'):
     ap.simulate(dp.least_squares_loss, jnp.zeros(D), shards, ap.async_sgd(2, 0.1), schedule, eval_every=4)

@@ -1,5 +1,5 @@
 """Synchronous data-parallel GD: equals full-batch GD, reaches the least-squares optimum on 1 and 8
-devices through the engine's client map and through shard_map + psum."""
+devices through the engine's placement (a psum across the mesh), run by the engine's one loop."""
 
 import functools
 
@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fedjax_lab import engine
 from fedjax_lab.algorithms import data_parallel as dp
 from fedjax_lab.clients.placement import client_mesh
 from fedjax_lab.models import models
@@ -17,6 +18,12 @@ from fedjax_lab.models import models
 @pytest.fixture(scope='module')
 def problem():
   return dp.least_squares_problem(120, 6, noise=0.5, seed=0, condition_number=4.0)
+
+
+def run_iterations(algorithm, params, data, num_iterations):
+  """`num_iterations` steps of `algorithm` from `params`, every worker every step (the engine's loop)."""
+  return engine.scan_rounds(algorithm, engine.every_client_sampler(data), algorithm.init(params),
+                            jax.random.key(0), num_iterations)
 
 
 def _relative_error(w, w_star):
@@ -37,17 +44,18 @@ def test_loss_and_gradient_match_numpy(problem):
 
 
 @pytest.mark.parametrize('placement, num_workers, on_mesh', [
-    ('client_map', 7, False), ('shard_map', 7, False), ('client_map', 16, True), ('shard_map', 7, True)])
+    ('scan', 7, False), ('vmap', 7, False), ('scan', 16, True), ('vmap', 7, True)])
 def test_reaches_closed_form_optimum(problem, placement, num_workers, on_mesh):
   if on_mesh and jax.device_count() < 8:
     pytest.skip('needs 8 (fake) devices')
   mesh = client_mesh(8) if on_mesh else None
-  shards = dp.shard_data(problem.x, problem.y, num_workers)
+  data = dp.shard_data(problem.x, problem.y, num_workers)
   algorithm = dp.data_parallel_gd(dp.least_squares_loss, 1.0 / problem.lipschitz, placement, mesh=mesh)
-  state, metrics = dp.run_iterations(algorithm, jnp.zeros(6), dp.place_shards(shards, mesh), 150)
+  state, metrics = run_iterations(algorithm, jnp.zeros(6), data, 150)
   assert _relative_error(state.params, problem.w_star) < 1e-4
-  np.testing.assert_allclose(metrics['loss'][-1], problem.loss_star, rtol=1e-4)
-  assert int(state.iteration) == 150
+  np.testing.assert_allclose(metrics['train_loss'][-1], problem.loss_star, rtol=1e-4)
+  assert int(state.round) == 150
+  np.testing.assert_array_equal(metrics['participants'], num_workers)
 
 
 def test_iterates_equal_full_batch_gd_for_any_number_of_workers(problem):
@@ -57,14 +65,15 @@ def test_iterates_equal_full_batch_gd_for_any_number_of_workers(problem):
   for _ in range(5):
     w = w - lr * x.T @ (x @ w - y) / 120
   # 120 workers: one example each; 9 workers: the last one holds fewer examples.
-  for num_workers, placement in ((1, 'client_map'), (9, 'shard_map'), (120, 'client_map')):
-    state, _ = dp.run_iterations(dp.data_parallel_gd(dp.least_squares_loss, lr, placement),
-                                 jnp.zeros(6), dp.shard_data(problem.x, problem.y, num_workers), 5)
+  for num_workers, placement in ((1, 'scan'), (9, 'vmap'), (120, 'chunked')):
+    chunk = 7 if placement == 'chunked' else None
+    state, _ = run_iterations(dp.data_parallel_gd(dp.least_squares_loss, lr, placement, chunk),
+                              jnp.zeros(6), dp.shard_data(problem.x, problem.y, num_workers), 5)
     np.testing.assert_allclose(state.params, w, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.skipif(jax.device_count() < 8, reason='needs 8 (fake) devices')
-def test_shard_map_psum_equals_vmap_on_an_mlp():
+def test_mesh_psum_equals_single_device_on_an_mlp():
   # An MLP with several leaves: a missing pcast would scale every gradient by the device count.
   model = models.get_model('mlp', (5,), 3, hidden=(8,))
   params = jax.jit(model.init)(jax.random.key(0))
@@ -74,8 +83,8 @@ def test_shard_map_psum_equals_vmap_on_an_mlp():
   loss_fn = functools.partial(models.batch_loss, model)
   shards = dp.shard_data(x, y, 10)  # 10 workers on 8 devices: padded with zero-weight workers
   reference = jax.jit(jax.grad(loss_fn))(params, x, y)
-  for placement in ('client_map', 'shard_map'):
-    loss, grad = jax.jit(functools.partial(dp.full_gradient, loss_fn, placement=placement, mesh=client_mesh(8)))(
+  for placement, mesh in (('scan', None), ('scan', client_mesh(8)), ('vmap', client_mesh(8))):
+    loss, grad = jax.jit(functools.partial(dp.full_gradient, loss_fn, placement=placement, mesh=mesh))(
         params, shards)
     chex.assert_trees_all_close(grad, reference, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(loss, loss_fn(params, x, y), rtol=1e-5)
@@ -85,7 +94,7 @@ def test_engine_linear_regression_model_reaches_optimum(problem):
   model = models.get_model('linear_regression', (6,))
   params = jax.tree.map(jnp.zeros_like, jax.eval_shape(model.init, jax.random.key(0)))
   algorithm = dp.data_parallel_gd(functools.partial(models.batch_loss, model), 1.0 / problem.lipschitz)
-  state, _ = dp.run_iterations(algorithm, params, dp.shard_data(problem.x, problem.y, 4), 150)
+  state, _ = run_iterations(algorithm, params, dp.shard_data(problem.x, problem.y, 4), 150)
   assert _relative_error(state.params['Dense_0']['kernel'][:, 0], problem.w_star) < 1e-4
 
 
@@ -99,18 +108,34 @@ def test_step_compiles_once(problem):
   algorithm = dp.data_parallel_gd(loss_fn, 0.1)
   step = jax.jit(algorithm.step)
   state = algorithm.init(jnp.zeros(6))
-  shards = tuple(dp.shard_data(problem.x, problem.y, 4))
-  state, _ = step(state, shards, None)
+  inputs = engine.every_client_inputs(dp.shard_data(problem.x, problem.y, 4))
+  state, _ = step(state, inputs, None)
   count = len(traces)
   for _ in range(3):
-    state, _ = step(state, shards, None)
+    state, _ = step(state, inputs, None)
   assert len(traces) == count
+
+
+def test_a_worker_that_does_not_report_is_left_out(problem):
+  """participation False: the gradient is the mean over the reporting workers' examples only."""
+  data = dp.shard_data(problem.x, problem.y, 4)
+  algorithm = dp.data_parallel_gd(dp.least_squares_loss, 0.1)
+  inputs = engine.every_client_inputs(data)._replace(participation=jnp.array([True, False, True, True]))
+  state, metrics = algorithm.step(algorithm.init(jnp.zeros(6)), inputs, None)
+  keep = np.r_[0:30, 60:120]
+  x, y = problem.x[keep].astype(np.float64), problem.y[keep].astype(np.float64)
+  np.testing.assert_allclose(state.params, -0.1 * x.T @ (-y) / keep.size, rtol=1e-4, atol=1e-6)
+  assert int(metrics['participants']) == 3
+  nobody = inputs._replace(participation=jnp.zeros(4, bool))
+  state, metrics = algorithm.step(algorithm.init(jnp.zeros(6)), nobody, None)
+  assert np.isnan(metrics['train_loss']) and int(metrics['participants']) == 0
+  np.testing.assert_array_equal(state.params, 0.0)
 
 
 def test_sharding_pads_and_masks():
   shards = dp.shard_data(np.arange(10.0)[:, None], np.arange(10.0), 4)
   chex.assert_shape(shards.x, (4, 3, 1))
-  np.testing.assert_array_equal(shards.mask.sum(1), [3, 3, 3, 1])
+  np.testing.assert_array_equal(shards.mask().sum(1), [3, 3, 3, 1])
   np.testing.assert_allclose(dp.worker_weights(shards), [0.3, 0.3, 0.3, 0.1])
   replicated = dp.replicate_data(np.ones((5, 2)), np.ones(5), 3)
   chex.assert_shape(replicated.x, (3, 5, 2))
@@ -127,5 +152,7 @@ def test_rejects_bad_hyper_parameters():
     dp.data_parallel_gd(dp.least_squares_loss, 0.0)
   with pytest.raises(ValueError, match='placement'):
     dp.data_parallel_gd(dp.least_squares_loss, 0.1, placement='pmap')
+  with pytest.raises(ValueError, match='learning_rate'):
+    dp.data_parallel_gd(dp.least_squares_loss, float('nan'))
   with pytest.raises(ValueError, match='dim'):
     dp.least_squares_problem(3, 5)

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import pytest
 
+from fedjax_lab import engine
 from fedjax_lab import topology as topo_lib
 from fedjax_lab.algorithms import decentralized as dec
 from fedjax_lab.clients.placement import client_mesh
@@ -43,6 +44,11 @@ def zeros_like_model(model, dtype=jnp.float32):
   return jax.tree.map(lambda p: jnp.zeros(p.shape, dtype), model.init(jax.random.key(0)))
 
 
+def run_steps(algorithm, state, data, key, num_steps):
+  """`num_steps` steps through the engine's one loop, every node every step."""
+  return engine.scan_rounds(algorithm, engine.every_client_sampler(data), state, key, num_steps)
+
+
 def kernel(params):
   return np.asarray(params['Dense_0']['kernel'])[..., 0]
 
@@ -61,7 +67,7 @@ def test_gradient_tracking_reaches_optimum_and_dpsgd_is_biased():
     for name, algorithm in [('dpsgd', dec.dpsgd(model, topology, 0.1)),
                             ('gradient_tracking', dec.gradient_tracking(model, topology, 0.1)),
                             ('exact_diffusion', dec.exact_diffusion(model, topology, 0.1))]:
-      state, metrics = dec.run_steps(algorithm, algorithm.init(params), data, jax.random.key(0), 800)
+      state, metrics = run_steps(algorithm, algorithm.init(params), data, jax.random.key(0), 800)
       assert state.params['Dense_0']['kernel'].dtype == jnp.float64
       errors[name] = np.abs(kernel(state.params) - optimum[None]).max()  # every node, not just the mean
       errors[name + '_consensus'] = float(metrics['consensus_error'][-1])
@@ -83,7 +89,7 @@ def test_dpsgd_bias_shrinks_with_step_size():
   errors = []
   for lr in (0.2, 0.05):
     algorithm = dec.dpsgd(model, topology, lr)
-    state, _ = dec.run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 1500)
+    state, _ = run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 1500)
     errors.append(np.linalg.norm(kernel(state.params).mean(0) - optimum))
   assert errors[1] < 0.5 * errors[0], errors
 
@@ -132,7 +138,7 @@ def test_complete_graph_equals_centralized_minibatch_sgd(order):
 
   for k in range(steps):
     previous = state
-    state, _ = step(state, data, jax.random.fold_in(rng, k))
+    state, _ = step(state, engine.every_client_inputs(data), jax.random.fold_in(rng, k))
     average = state.average_params
     if order == 'atc':
       # x <- W(x - a g(x)) with W = 11^T/N: every node holds the SGD iterate.
@@ -181,7 +187,7 @@ def test_consensus_error_falls_at_least_as_fast_as_spectral_bound(name, n):
   x0 = _random_stacked(n)
   state = algorithm.init(x0, stacked=True)
   steps = 40 * topology.period
-  _, metrics = dec.run_steps(algorithm, state, data, jax.random.key(0), steps)
+  _, metrics = run_steps(algorithm, state, data, jax.random.key(0), steps)
   errors = np.concatenate([[float(topo_lib.consensus_error(x0))], np.asarray(metrics['consensus_error'])])
   period = topology.period
   rho_period = topo_lib.rho(topo_lib.period_product(topology.mixing))
@@ -198,7 +204,7 @@ def test_consensus_rate_is_tight_on_the_ring():
   topology = topo_lib.make_topology('ring', n, weights='uniform')
   data, _ = least_squares(num_nodes=n)
   algorithm = dec.dpsgd(models_lib.linear_regression((D,)), topology, 0.0)
-  _, metrics = dec.run_steps(algorithm, algorithm.init(_random_stacked(n), stacked=True), data,
+  _, metrics = run_steps(algorithm, algorithm.init(_random_stacked(n), stacked=True), data,
                              jax.random.key(0), 60)
   errors = np.asarray(metrics['consensus_error'], np.float64)
   measured = np.sqrt(errors[-1] / errors[-21]) ** (1 / 20)
@@ -212,7 +218,7 @@ def test_disconnected_graph_stops_converging_with_two_models():
   model = models_lib.linear_regression((D,))
   with pytest.warns(RuntimeWarning, match='disconnected'):
     algorithm = dec.gradient_tracking(model, topology, 0.1, allow_disconnected=True)
-  state, metrics = dec.run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 600)
+  state, metrics = run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 600)
   errors = np.asarray(metrics['consensus_error'])
   # Stopped falling: the last 200 steps change it by < 0.1 %, and it is far from 0.
   assert errors[-1] > 1e-2
@@ -252,8 +258,8 @@ def test_local_steps_one_equals_adapt_then_combine():
   a = dec.local_sgd_gossip(model, topology, 0.1, batch_size=4, local_steps=1)
   b = dec.dpsgd(model, topology, 0.1, batch_size=4, order='atc')
   params = zeros_like_model(model)
-  sa, _ = dec.run_steps(a, a.init(params), data, jax.random.key(0), 5)
-  sb, _ = dec.run_steps(b, b.init(params), data, jax.random.key(0), 5)
+  sa, _ = run_steps(a, a.init(params), data, jax.random.key(0), 5)
+  sb, _ = run_steps(b, b.init(params), data, jax.random.key(0), 5)
   chex_close(sa.params, sb.params)
 
 
@@ -263,7 +269,7 @@ def test_local_steps_reference():
   model = models_lib.linear_regression((D,))
   topology = topo_lib.make_topology('ring', N)
   algorithm = dec.local_sgd_gossip(model, topology, 0.1, batch_size=-1, local_steps=2)
-  state, _ = dec.run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 3)
+  state, _ = run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 3)
   a = np.asarray(data.x, np.float64)
   b = np.asarray(data.y, np.float64)
   w = np.zeros((N, D))
@@ -281,7 +287,7 @@ def test_gradient_tracking_reference_with_time_varying_schedule():
   model = models_lib.linear_regression((D,))
   topology = topo_lib.make_topology('one_peer_exponential', N)
   algorithm = dec.gradient_tracking(model, topology, 0.1)
-  state, _ = dec.run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 7)
+  state, _ = run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(0), 7)
   a, b = np.asarray(data.x, np.float64), np.asarray(data.y, np.float64)
   grad = lambda w: np.einsum('nmd,nm->nd', a, np.einsum('nmd,nd->nm', a, w) - b) / M
   w = np.zeros((N, D))
@@ -304,7 +310,7 @@ def test_ppermute_gossip_matches_dense_in_training():
   results = []
   for impl in ('dense', 'ppermute'):
     algorithm = dec.gradient_tracking(model, topology, 0.1, batch_size=4, gossip_impl=impl, mesh=mesh)
-    state, metrics = dec.run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(1), 10)
+    state, metrics = run_steps(algorithm, algorithm.init(zeros_like_model(model)), data, jax.random.key(1), 10)
     results.append((kernel(state.params), np.asarray(metrics['consensus_error'])))
   np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-4, atol=1e-9)
@@ -315,16 +321,17 @@ def test_same_seed_same_numbers_and_scan_equals_loop():
   model = models_lib.linear_regression((D,))
   algorithm = dec.dpsgd(model, topo_lib.make_topology('ring', N), 0.1, batch_size=3)
   state0 = algorithm.init(zeros_like_model(model))
-  s1, m1 = dec.run_steps(algorithm, state0, data, jax.random.key(5), 2)
-  s2, _ = dec.run_steps(algorithm, state0, data, jax.random.key(5), 2)
+  s1, m1 = run_steps(algorithm, state0, data, jax.random.key(5), 2)
+  s2, _ = run_steps(algorithm, state0, data, jax.random.key(5), 2)
   chex_close(s1.params, s2.params)
-  # Resuming: 2 + 2 steps equal 4 steps of a plain loop (step k draws with fold_in(rng, k)).
-  s4, m4 = dec.run_steps(algorithm, s1, data, jax.random.key(5), 2)
+  # Resuming: 2 + 2 steps equal 4 steps of a plain loop (step k draws with the engine's round_keys).
+  s4, m4 = run_steps(algorithm, s1, data, jax.random.key(5), 2)
   assert int(s4.round) == 4
   state = state0
   step = jax.jit(algorithm.step)
   for k in range(4):
-    state, metrics = step(state, data, jax.random.fold_in(jax.random.key(5), k))
+    _, step_key = engine.round_keys(jax.random.key(5), k)
+    state, metrics = step(state, engine.every_client_inputs(data), step_key)
   chex_close(state.params, s4.params)
   np.testing.assert_allclose(metrics['train_loss'], m4['train_loss'][-1], rtol=1e-5)
 
@@ -338,7 +345,7 @@ def test_step_compiles_once():
 
   def step(state, data, rng):
     traces.append(1)
-    return algorithm.step(state, data, rng)
+    return algorithm.step(state, engine.every_client_inputs(data), rng)
 
   step = jax.jit(step)
   state = algorithm.init(zeros_like_model(model))
@@ -355,10 +362,12 @@ def test_accepts_runner_round_inputs_and_reports_metrics():
   inputs = RoundInputs(data, jnp.arange(N, dtype=jnp.int32), jnp.ones(N, bool), jnp.zeros(N, bool))
   state = algorithm.init(zeros_like_model(model))
   a, metrics = jax.jit(algorithm.step)(state, inputs, jax.random.key(0))
-  b, _ = jax.jit(algorithm.step)(state, data, jax.random.key(0))
+  b, _ = jax.jit(algorithm.step)(state, engine.every_client_inputs(data), jax.random.key(0))
   chex_close(a.params, b.params)
-  assert set(metrics) == {'train_loss', 'consensus_error', 'learning_rate', 'bytes_sent'}
-  assert float(metrics['bytes_sent']) == 2 * N * D * 4  # 2 links per node, one float32 model each
+  assert set(metrics) == {'train_loss', 'participants', 'bytes_up', 'bytes_down', 'consensus_error',
+                          'learning_rate'}
+  assert float(metrics['bytes_down']) == 0.0 and int(metrics['participants']) == N
+  assert float(metrics['bytes_up']) == 2 * N * D * 4  # 2 links per node, one float32 model each
 
 
 def test_node_batches_stay_inside_each_node():
@@ -377,7 +386,7 @@ def test_learning_rate_schedule():
   data, _ = least_squares()
   algorithm = dec.dpsgd(models_lib.linear_regression((D,)), topo_lib.make_topology('ring', N),
                         lambda k: 0.1 / (1.0 + k))
-  _, metrics = dec.run_steps(algorithm, algorithm.init(zeros_like_model(models_lib.linear_regression((D,)))),
+  _, metrics = run_steps(algorithm, algorithm.init(zeros_like_model(models_lib.linear_regression((D,)))),
                              data, jax.random.key(0), 3)
   np.testing.assert_allclose(metrics['learning_rate'], [0.1, 0.05, 0.1 / 3], rtol=1e-6)
 
@@ -406,7 +415,7 @@ def test_bad_topology_and_data_raise():
   algorithm = dec.dpsgd(model, topo_lib.make_topology('ring', 6), 0.1)
   data, _ = least_squares(num_nodes=8)
   with pytest.raises(ValueError, match='8 clients but the topology has 6 nodes'):
-    algorithm.step(algorithm.init(zeros_like_model(model)), data, jax.random.key(0))
+    algorithm.step(algorithm.init(zeros_like_model(model)), engine.every_client_inputs(data), jax.random.key(0))
 
 
 def test_from_config_builds_and_validates():
@@ -415,7 +424,8 @@ def test_from_config_builds_and_validates():
                               {'name': 'exponential', 'num_nodes': N, 'max_power': 1, 'gossip': 'sparse'}, model)
   assert algorithm.name == 'gradient_tracking'
   data, _ = least_squares()
-  state, metrics = jax.jit(algorithm.step)(algorithm.init(zeros_like_model(model)), data, jax.random.key(0))
+  state, metrics = jax.jit(algorithm.step)(algorithm.init(zeros_like_model(model)), engine.every_client_inputs(data),
+                                           jax.random.key(0))
   assert np.isfinite(float(metrics['train_loss']))
   with pytest.raises(ValueError, match="config.algorithm.name='fedavg'"):
     dec.from_config({'name': 'fedavg', 'learning_rate': 0.1}, {'name': 'ring', 'num_nodes': N}, model)

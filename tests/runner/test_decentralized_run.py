@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from configs import dpsgd_digits
-from fedjax_lab import runner
-from tests.runner.overrides import with_overrides
+from fedjax_lab import engine, runner
 from fedjax_lab.runner import builders
+from tests.runner.overrides import with_overrides
 
 
 def _config(**overrides):
@@ -33,7 +33,7 @@ def _by_hand(config):
   step = jax.jit(algorithm.step)
   for r in range(config.rounds):
     _, step_key = jax.random.split(jax.random.fold_in(base_key, r))
-    state, _ = step(state, data, step_key)
+    state, _ = step(state, engine.every_client_inputs(data), step_key)
   return state
 
 

@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from configs import dp_fedavg_digits
-from fedjax_lab import aggregators, runner
+from fedjax_lab import aggregators, engine, runner
 from fedjax_lab.algorithms.fedavg import fedavg
 from fedjax_lab.data import FederatedData
 from fedjax_lab.models import models
@@ -85,12 +85,13 @@ def test_runner_gathers_for_algorithms_that_need_the_cohort(tmp_path):
 def _block_temp_bytes(algorithm, model, cohort: int, num_clients: int = 1000, examples: int = 8, features: int = 16):
   """XLA temp bytes of one round exactly as the runner compiles it (sampling and gather included)."""
   spec = jax.ShapeDtypeStruct
-  block = train._make_block(algorithm, cohort, 0.1, 1)
   state = jax.eval_shape(algorithm.init, model.init(jax.random.key(0)))
   population = FederatedData(spec((num_clients, examples, features), jnp.float32),
                              spec((num_clients, examples), jnp.int32), spec((num_clients,), jnp.int32))
   key = jax.eval_shape(lambda: jax.random.key(0))
-  compiled = block.lower(state, population, spec((num_clients,), bool), key).compile()
+  sampler = engine.cohort_sampler(population, cohort, 0.1, spec((num_clients,), bool),
+                                  gather=not algorithm.lazy_inputs)
+  compiled = engine.lower_rounds(algorithm, sampler, state, key, 1).compile()
   return compiled.memory_analysis().temp_size_in_bytes
 
 

@@ -4,10 +4,12 @@ optimum, a failing or hung worker ends the run with a clear error. One local Ray
 import os
 import tempfile
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fedjax_lab import engine
 from fedjax_lab.algorithms import async_ps as ap
 from fedjax_lab.algorithms import data_parallel as dp
 from fedjax_lab.runtime import ray_ps
@@ -32,7 +34,7 @@ def _relative_error(w, w_star):
 
 def test_async_order_and_result_match_the_simulator(pool):
   problem = dp.least_squares_problem(64, D, noise=0.5, seed=0, condition_number=3.0)
-  shards = tuple(dp.shard_data(problem.x, problem.y, 2))
+  shards = dp.shard_data(problem.x, problem.y, 2)
   # Worker 1 is offset by half a period, then both push every 0.6 s: pushes 0.3 s apart, a margin
   # wide enough that a loaded machine (or a late first compile) does not swap two arrivals.
   delays = np.array([[0.6] * 10, [0.3] + [0.6] * 9])
@@ -48,7 +50,7 @@ def test_async_order_and_result_match_the_simulator(pool):
 
 def test_async_applies_exactly_the_updates_asked_and_reaches_the_optimum(pool):
   exact = dp.least_squares_problem(96, D, noise=0.0, seed=1, condition_number=1.5)
-  shards = tuple(dp.shard_data(exact.x, exact.y, 3))
+  shards = dp.shard_data(exact.x, exact.y, 3)
   result = pool.run(dp.least_squares_loss, jnp.zeros(D), shards, 0.5 / exact.lipschitz, 150, damping='inverse',
                     delays=[0.002, 0.002, 0.004])
   assert result.num_updates == 150 and result.worker.shape == (150,)
@@ -59,19 +61,20 @@ def test_async_applies_exactly_the_updates_asked_and_reaches_the_optimum(pool):
 def test_sync_mode_is_data_parallel_gd(pool):
   problem = dp.least_squares_problem(64, D, noise=0.5, seed=2, condition_number=3.0)
   shards = dp.shard_data(problem.x, problem.y, 2)
-  result = pool.run(dp.least_squares_loss, jnp.zeros(D), tuple(shards), 1.0 / problem.lipschitz, 60, mode='sync')
+  result = pool.run(dp.least_squares_loss, jnp.zeros(D), shards, 1.0 / problem.lipschitz, 60, mode='sync')
   assert result.num_updates == 60 and result.worker.shape == (120,)
   assert np.all(result.staleness == 0)
   assert _relative_error(result.params, problem.w_star) < 1e-4
-  state, _ = dp.run_iterations(dp.data_parallel_gd(dp.least_squares_loss, 1.0 / problem.lipschitz), jnp.zeros(D),
-                               shards, 60)
+  algorithm = dp.data_parallel_gd(dp.least_squares_loss, 1.0 / problem.lipschitz)
+  state, _ = engine.scan_rounds(algorithm, engine.every_client_sampler(shards), algorithm.init(jnp.zeros(D)),
+                                jax.random.key(0), 60)
   np.testing.assert_allclose(result.params, state.params, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize('mode', ['async', 'sync'])
 def test_a_failing_worker_is_named_and_does_not_hang(pool, mode):
   problem = dp.least_squares_problem(32, D, seed=3)
-  shards = tuple(dp.shard_data(problem.x, problem.y, 2))
+  shards = dp.shard_data(problem.x, problem.y, 2)
   with pytest.raises(ray_ps.WorkerError, match='worker 1 failed.*injected failure') as info:
     pool.run(dp.least_squares_loss, jnp.zeros(D), shards, 0.1, 10_000, mode=mode, fail_at={1: 3},
              delays=[0.005, 0.005], timeout_s=30)
@@ -80,7 +83,7 @@ def test_a_failing_worker_is_named_and_does_not_hang(pool, mode):
 
 def test_a_hung_worker_times_out(pool):
   problem = dp.least_squares_problem(32, D, seed=3)
-  shards = tuple(dp.shard_data(problem.x, problem.y, 2))
+  shards = dp.shard_data(problem.x, problem.y, 2)
   with pytest.raises(TimeoutError, match=r"training: workers \['1'\]"):
     pool.run(dp.least_squares_loss, jnp.zeros(D), shards, 0.1, 5, mode='sync', delays=[0.0, 60.0], timeout_s=2)
 
@@ -95,7 +98,7 @@ def test_a_hung_worker_times_out(pool):
 ])
 def test_rejects_bad_input_before_starting_anything(kwargs, field):
   problem = dp.least_squares_problem(8, 2, seed=0)
-  args = dict(loss_fn=dp.least_squares_loss, params=jnp.zeros(2), worker_data=tuple(dp.shard_data(problem.x, problem.y, 2)),
+  args = dict(loss_fn=dp.least_squares_loss, params=jnp.zeros(2), worker_data=dp.shard_data(problem.x, problem.y, 2),
               learning_rate=0.1, num_updates=3)
   args.update(kwargs)
   with pytest.raises(ValueError, match=field):

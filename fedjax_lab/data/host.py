@@ -36,6 +36,7 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from fedjax_lab.data import validate
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.data.sampling import RoundInputs, sample_cohort
 
@@ -80,6 +81,9 @@ def write_federated_json(directory: str, meta: dict[str, dict]) -> None:
 def load_federated(directory: str, mmap: bool = True) -> FederatedData:
   """Reads a folder written by `save_federated`; memory-mapped read-only by default.
 
+  Checks the files against federated.json (shapes, dtypes) and the client axis; the contents are
+  checked by `load_saved_dataset` (`validate.validate_federated_arrays`), which knows num_classes.
+
   Args:
     directory: the folder.
     mmap: True: leaves are `np.memmap`s (nothing is read until rows are indexed); False: in RAM.
@@ -89,25 +93,28 @@ def load_federated(directory: str, mmap: bool = True) -> FederatedData:
 
   Raises:
     FileNotFoundError: no such folder, or it lacks federated.json or a .npy file.
-    ValueError: a file's shape or dtype differs from federated.json.
+    ValueError: a broken federated.json or .npy file (truncated, not JSON), or a file's shape or dtype
+      differs from federated.json; the message names the file.
   """
   how = 'write one with fedjax_lab.data.host.save_federated(data, directory).'
   directory = _check_folder(directory, FEDERATED_JSON, how)
-  with open(os.path.join(directory, FEDERATED_JSON)) as f:
-    meta = json.load(f)['arrays']
+  json_path = os.path.join(directory, FEDERATED_JSON)
+  meta = validate.read_json(json_path, ('arrays',), how)['arrays']
   arrays = []
   for name in _FIELDS:
     path = os.path.join(directory, f'{name}.npy')
     if not os.path.isfile(path):
       raise FileNotFoundError(f'{path!r} is missing; {how}')
-    array = np.load(path, mmap_mode='r' if mmap else None, allow_pickle=False)
-    want = meta[name]
+    want = meta.get(name) if isinstance(meta, dict) else None
+    if not isinstance(want, dict) or 'shape' not in want or 'dtype' not in want:
+      raise ValueError(f'{json_path!r} has no "shape" and "dtype" for {name!r} under "arrays"; {how}')
+    array = validate.load_npy(path, mmap, how)
     if list(array.shape) != list(want['shape']) or array.dtype != np.dtype(want['dtype']):
       raise ValueError(f'{path!r} holds {array.dtype}{list(array.shape)} but {FEDERATED_JSON} says '
                        f'{np.dtype(want["dtype"])}{want["shape"]}; rewrite the folder.')
     arrays.append(array)
   data = FederatedData(*arrays)
-  if data.y.shape[:2] != data.x.shape[:2] or data.num_examples.shape != data.x.shape[:1]:
+  if data.x.ndim < 2 or data.y.shape[:2] != data.x.shape[:2] or data.num_examples.shape != data.x.shape[:1]:
     raise ValueError(f'{directory!r}: x {data.x.shape}, y {data.y.shape} and num_examples '
                      f'{data.num_examples.shape} do not share the client axis [K, M].')
   return data
@@ -127,11 +134,25 @@ def write_dataset_json(directory: str, name: str, input_shape, num_classes: int)
                'num_classes': int(num_classes)}, f, indent=2)
 
 
-def load_saved_dataset(data_dir: str | None = None, mmap: bool = True):
+def load_saved_dataset(data_dir: str | None = None, mmap: bool = True, validate_contents: bool = True):
   """Reads a folder written by `save_dataset` (registry name 'federated_npy', `config.data.data_dir`).
+
+  Shapes and dtypes are always checked against dataset.json and federated.json; with
+  `validate_contents` the values are scanned once too (labels in range, counts in [0, M], finite
+  features; `validate.validate_federated_arrays`), in bounded memory, so bad data fail here with the
+  file, client and row named instead of training on them.
+
+  Args:
+    data_dir: the folder.
+    mmap: memory-map the training arrays (True) or read them into RAM.
+    validate_contents: scan the values (`config.data.validate`); shapes are checked regardless.
 
   Returns:
     FederatedDataset whose train leaves are memmaps (mmap=True); the test split is read into RAM.
+
+  Raises:
+    FileNotFoundError: a missing folder or file.
+    ValueError: a broken file (truncated .npy, invalid JSON) or contents training cannot use.
   """
   from fedjax_lab.data.datasets import FederatedDataset  # datasets imports this module
 
@@ -140,17 +161,23 @@ def load_saved_dataset(data_dir: str | None = None, mmap: bool = True):
   if data_dir is None:
     raise ValueError(f'config.data.data_dir is not set; {how}')
   data_dir = _check_folder(data_dir, DATASET_JSON, how)
-  with open(os.path.join(data_dir, DATASET_JSON)) as f:
-    meta = json.load(f)
-  train = load_federated(os.path.join(data_dir, 'train'), mmap=mmap)
+  meta_path = os.path.join(data_dir, DATASET_JSON)
+  name, input_shape, num_classes = validate.dataset_meta(meta_path, how)
+  train_dir = os.path.join(data_dir, 'train')
+  train = load_federated(train_dir, mmap=mmap)
   test = []
-  for name in ('test_x', 'test_y'):
-    path = os.path.join(data_dir, f'{name}.npy')
+  for array_name in ('test_x', 'test_y'):
+    path = os.path.join(data_dir, f'{array_name}.npy')
     if not os.path.isfile(path):
       raise FileNotFoundError(f'{path!r} is missing; {how}')
-    test.append(np.load(path, allow_pickle=False))
-  return FederatedDataset(train, test[0], test[1], tuple(meta['input_shape']), int(meta['num_classes']),
-                          meta['name'], {'data_dir': data_dir})
+    test.append(validate.load_npy(path, False, how))
+  paths = {field: os.path.join(train_dir, f'{field}.npy') for field in _FIELDS}
+  paths.update(test_x=os.path.join(data_dir, 'test_x.npy'), test_y=os.path.join(data_dir, 'test_y.npy'),
+               meta=meta_path)
+  validate.validate_federated_arrays(*train, num_classes, input_shape, test[0], test[1], paths=paths,
+                                     contents=validate_contents,
+                                     how='Rewrite the folder with fedjax_lab.data.host.save_dataset.')
+  return FederatedDataset(train, test[0], test[1], input_shape, num_classes, name, {'data_dir': data_dir})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -193,7 +193,8 @@ def full_gradient(loss_fn: LossFn, params: PyTree, data: FederatedData, particip
   """
   weights = worker_weights(data, participation)
   one = _worker_loss_and_grad(loss_fn)
-  return placement_lib.weighted_sum_clients(one, params, worker_arrays(data), weights, placement, chunk_size, mesh)
+  workers = placement_lib.make_placement(placement, chunk_size, mesh)
+  return workers.weighted_sum_clients(one, params, worker_arrays(data), weights)
 
 
 def data_parallel_gd(loss_fn: LossFn, learning_rate: float, placement: str = 'auto', chunk_size: int | None = None,
@@ -213,7 +214,7 @@ def data_parallel_gd(loss_fn: LossFn, learning_rate: float, placement: str = 'au
   """
   if not (np.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f'learning_rate={learning_rate} must be finite and > 0.')
-  placement_lib.validate_placement(placement, chunk_size, memory_budget_mb=0)
+  placement_lib.make_placement(placement, chunk_size, mesh)  # refuses a bad placement before compiling
 
   def init(params):
     return DataParallelState(params, jnp.zeros((), jnp.int32))

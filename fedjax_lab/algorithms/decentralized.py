@@ -106,23 +106,15 @@ def node_batches(data: FederatedData, rng: jax.Array, batch_size: int):
   return take(jnp.asarray(data.x)), take(jnp.asarray(data.y)), mask
 
 
-class NodePlacement(NamedTuple):
-  """How the nodes' gradients are computed: `fedjax_lab.clients.placement`'s strategy, chunk and mesh."""
-
-  strategy: str = 'auto'
-  chunk_size: int | None = None
-  mesh: Any = None
-
-
 def node_gradients(model: models_lib.Model, params: PyTree, batches,
-                   placement: NodePlacement = NodePlacement()) -> tuple[jax.Array, PyTree]:
+                   placement: placement_lib.Placement = placement_lib.Placement()) -> tuple[jax.Array, PyTree]:
   """Every node's loss and gradient at its own parameters, mapped over nodes by the placement.
 
   Args:
     model: the model.
     params: leaves [N, ...].
     batches: (x [N, B, ...], y [N, B], mask [N, B]) from `node_batches`.
-    placement: NodePlacement (default: the backend's best single-device strategy).
+    placement: how the map over nodes runs (default: the backend's best single-device strategy).
 
   Returns:
     (losses [N], grads with leaves [N, ...]).
@@ -134,8 +126,7 @@ def node_gradients(model: models_lib.Model, params: PyTree, batches,
     node_params, x, y, mask = node
     return value_and_grad(node_params, x, y, mask)
 
-  return placement_lib.map_clients(one_node, (), (params,) + tuple(batches), placement.strategy,
-                                   placement.chunk_size, placement.mesh)
+  return placement.map_clients(one_node, (), (params,) + tuple(batches))
 
 
 def _learning_rate(learning_rate: LearningRate, step: jax.Array) -> jax.Array:
@@ -180,11 +171,6 @@ def validate(topology: Topology, learning_rate: LearningRate, batch_size: int, a
       raise ValueError(message + ' Pass allow_disconnected=True (config.topology.allow_disconnected) '
                        'to train anyway.')
     warnings.warn(message, RuntimeWarning, stacklevel=3)
-
-
-def _node_placement(strategy: str, chunk_size: int | None, mesh) -> NodePlacement:
-  placement_lib.validate_placement(strategy, chunk_size, memory_budget_mb=0)
-  return NodePlacement(strategy, chunk_size, mesh)
 
 
 def _check_nodes(data: FederatedData, num_nodes: int) -> None:
@@ -265,7 +251,7 @@ def dpsgd(
     raise ValueError(f"config.algorithm.local_steps={local_steps} > 1 needs order='atc' (local steps, "
                      f'then gossip); got order={order!r}.')
   gossip = gossip_lib.make_gossip(topology, gossip_impl, mesh)
-  nodes = _node_placement(placement, chunk_size, mesh)
+  nodes = placement_lib.make_placement(placement, chunk_size, mesh)
   num_nodes = topology.num_nodes
 
   def step(state: DecentralizedState, inputs, rng):
@@ -333,7 +319,7 @@ def gradient_tracking(
   """
   validate(topology, learning_rate, batch_size, allow_disconnected)
   gossip = gossip_lib.make_gossip(topology, gossip_impl, mesh)
-  nodes = _node_placement(placement, chunk_size, mesh)
+  nodes = placement_lib.make_placement(placement, chunk_size, mesh)
   num_nodes = topology.num_nodes
 
   def step(state: DecentralizedState, inputs, rng):
@@ -379,7 +365,7 @@ def exact_diffusion(
     raise ValueError(f'exact_diffusion needs a symmetric mixing matrix; {topology.name!r} is not '
                      '(use gradient_tracking for directed schedules).')
   gossip = gossip_lib.make_gossip(topology, gossip_impl, mesh)
-  nodes = _node_placement(placement, chunk_size, mesh)
+  nodes = placement_lib.make_placement(placement, chunk_size, mesh)
   num_nodes = topology.num_nodes
 
   def step(state: DecentralizedState, inputs, rng):

@@ -86,6 +86,47 @@ def validate_placement(strategy: str, chunk_size: int | None, memory_budget_mb: 
                      'config.memory_budget_mb > 0 to pick the largest chunk that fits the budget).')
 
 
+class Placement(NamedTuple):
+  """How an algorithm runs its per-client function: one value, validated once (`make_placement`).
+
+  Attributes:
+    strategy: 'auto', 'vmap', 'scan' or 'chunked' (config.placement).
+    chunk_size: clients per chunk for 'chunked' (config.chunk_size), else None.
+    mesh: optional mesh with a 'clients' axis to spread the cohort over devices.
+  """
+
+  strategy: str = 'auto'
+  chunk_size: int | None = None
+  mesh: Mesh | None = None
+
+  def map_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree) -> PyTree:
+    """`map_clients` with this placement."""
+    return map_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh)
+
+  def weighted_sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree,
+                           weights: jax.Array) -> PyTree:
+    """`weighted_sum_clients` with this placement."""
+    return weighted_sum_clients(fn, shared, per_client, weights, self.strategy, self.chunk_size, self.mesh)
+
+  def sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree) -> PyTree:
+    """`sum_clients` with this placement."""
+    return sum_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh)
+
+  @property
+  def num_devices(self) -> int:
+    return num_mesh_clients(self.mesh)
+
+
+def make_placement(strategy: str = 'auto', chunk_size: int | None = None, mesh: Mesh | None = None) -> Placement:
+  """A validated Placement (raises ValueError naming config.placement / config.chunk_size).
+
+  The chunk must be concrete here: a budget-picked chunk (config.memory_budget_mb) is resolved by
+  the runner before the Placement is made.
+  """
+  validate_placement(strategy, chunk_size or None, memory_budget_mb=0)
+  return Placement(strategy, chunk_size or None, mesh)
+
+
 def num_mesh_clients(mesh: Mesh | None) -> int:
   return 1 if mesh is None else int(mesh.shape[CLIENT_AXIS])
 

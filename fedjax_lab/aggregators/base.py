@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.transforms.base import RoundContext
+from fedjax_lab.cohort import RoundContext
 
 PyTree = Any
 

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators.base import Aggregator, StreamingForm, cast_like, present_weight
-from fedjax_lab.transforms.base import RoundContext
+from fedjax_lab.cohort import RoundContext
 from fedjax_lab.transforms.clipping import clip_one, clip_updates, validate_clip_norm
 from fedjax_lab.transforms.noise import add_gaussian_noise
 

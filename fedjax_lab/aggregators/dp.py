@@ -88,4 +88,5 @@ def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_roun
 
   form = StreamingForm(client_map=lambda update, weight: clip_one(update, clip_norm),
                        sum_weight=present_weight, finalize=finalize)
-  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form)
+  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form,
+                    needs_honest_majority=False, max_byzantine=None)

@@ -210,7 +210,8 @@ def _psum_gradient(one, params, shards: Shards, weights: jax.Array, mesh):
 
   def body(params, local_shards, local_weights):
     # Replicated params differentiated inside shard_map must be marked device-varying, or their
-    # gradient comes back already summed over devices (see /work/shared/FACTS.md).
+    # gradient comes back already summed over devices (shard_map's transpose of a replicated input
+    # is a psum).
     params = jax.tree.map(lambda p: jax.lax.pcast(p, placement_lib.CLIENT_AXIS, to='varying'), params)
     losses, grads = jax.vmap(one, in_axes=(None, 0))(params, local_shards)
     partial = (jnp.dot(local_weights, losses),

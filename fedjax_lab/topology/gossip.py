@@ -11,8 +11,8 @@ time-varying schedule never recompiles). Three implementations give the same num
               inside `jax.shard_map` (see `fedjax_lab.topology.sharded`).
 
 'auto' picks sparse when N >= 64 and the densest row of W has at most N / 4 non-zeros, dense
-otherwise: on a 2-core CPU the two cross near N = 64 for a ring and an exponential graph; for a
-ring of 1024 nodes sparse mixing is 40-100x faster, 80-130x at 4096 (benchmarks/gossip_bench.py).
+otherwise: sparse work grows with the degree, dense with N, so sparse wins on large sparse graphs
+(timings: benchmarks/gossip_bench.py, recorded in WORKSPACE.md).
 
 A `Gossip` keeps its arrays in `operands` and its pure function in `apply(operands, x, step)`;
 `gossip.mix(x, step)` closes over the operands (they become compile-time constants), while a caller

@@ -1,4 +1,4 @@
-r"""Seconds per FedAvg round with the training clients on the device vs in host memory (issue 8).
+r"""Seconds per FedAvg round with the training clients on the device vs in host memory.
 
 Workload: the FEMNIST-sized synthetic stand-in (`femnist_synthetic`: 3,400 writers, ~220 28x28
 examples each, padded to 440, 62 classes; ~4.7 GB of memory-mapped float32 in the cache folder,

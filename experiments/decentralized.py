@@ -1,4 +1,4 @@
-"""Decentralized-training studies (issue #4): topologies, scaling in N, a disconnected graph, tracking.
+"""Decentralized-training studies: topologies, scaling in N, a disconnected graph, tracking.
 
   topologies    pure gossip on 8 topologies of 64 nodes beside the spectral prediction rho^(2k),
                 then D-PSGD on Non-IID Digits: loss and consensus error vs iterations.

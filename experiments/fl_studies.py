@@ -1,4 +1,4 @@
-"""Federated-learning studies at small scale on offline data (issue #7).
+"""Federated-learning studies at small scale on offline data.
 
   comm         McMahan et al. (2017): rounds to a target test accuracy for FedSGD vs FedAvg over
                E x B, on IID, pathological 2-shards-per-client and Dirichlet partitions, plus a

@@ -6,6 +6,7 @@ A notebook writes `fl.aggregators.median`, `fl.algorithms.fedavg`, `fl.engine.sc
 needs Ray, is imported on its own.)
 """
 
+from fedjax_lab import cohort
 from fedjax_lab import aggregators, algorithms, attacks, clients, data, models, privacy, systems, topology, transforms
 from fedjax_lab import engine, runner
 

@@ -27,7 +27,7 @@ round ahead): one jitted round per round, with the same keys, so both give the s
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,9 @@ import numpy as np
 from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 
-if TYPE_CHECKING:  # the engine sits below the algorithms: it only reads `step` of an Algorithm
-  from fedjax_lab.algorithms.base import Algorithm
+# The engine sits below the algorithms (fedjax_lab.algorithms imports it): it only reads the `step`
+# of an `fedjax_lab.algorithms.base.Algorithm`, so it does not import that module.
+Algorithm = Any
 
 PyTree = Any
 

@@ -25,13 +25,18 @@ a run is a `lax.scan` over rounds. This tour runs, each in well under a minute o
 4. Deep Leakage from Gradients (DLG): rebuilding a client's image from its gradient.
 
 Every cell is self-contained after the set-up cells; *Restart and run all* reproduces the figures."""),
-    ('code', """# Install the package unless it is importable already (Colab: a fresh VM).
+    ('code', """# Install the package from a local checkout unless it is importable already. In a fresh VM
+# (Colab) copy or clone the repository first and run this notebook from its root, or set
+# FEDJAX_LAB_SOURCE to the checkout folder; from a shell, `pip install -e .` in the checkout does the same.
 import importlib.util
 import os
 
 if importlib.util.find_spec('fedjax_lab') is None:
-  source = os.environ.get('FEDJAX_LAB_SOURCE', 'git+https://github.com/fedjax-lab/fedjax_lab.git')
-  get_ipython().run_line_magic('pip', f'install -q {source}')"""),
+  source = os.environ.get('FEDJAX_LAB_SOURCE', '.')
+  if not os.path.isfile(os.path.join(source, 'pyproject.toml')):
+    raise RuntimeError(f'fedjax_lab is not installed and {os.path.abspath(source)!r} is not a checkout of it: '
+                       'run `pip install -e .` in a clone of the repository, or set FEDJAX_LAB_SOURCE.')
+  get_ipython().run_line_magic('pip', f'install -q -e {source}')"""),
     ('code', """import sys
 import time
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.transforms.base import RoundContext
+from fedjax_lab.cohort import RoundContext
 
 PyTree = Any
 
@@ -52,17 +52,43 @@ class StreamingForm(NamedTuple):
 class Aggregator(NamedTuple):
   """`init(params) -> state`, `aggregate(updates, state, ctx) -> (update, state)` (module docstring).
 
-  `streaming_form` is set when the aggregator can run as a running sum (memory flat in C).
+  Besides the two functions an aggregator carries its traits as data, which the registry and the
+  contract tests read (no list of names kept anywhere else):
+
+  Attributes:
+    init: `params -> state`.
+    aggregate: `(updates leaves [C, ...], state, ctx) -> (update leaves [...], state)`.
+    streaming_form: set when the aggregator can run as a running sum (memory flat in C); the
+      `streaming` property says whether it is.
+    needs_honest_majority: the rule's guarantee holds only while fewer than half of the present
+      clients are Byzantine (breakdown point at most 1/2: median, trimmed mean, Krum, Bulyan,
+      geometric median); a Byzantine fraction >= 1/2 is refused for it.
+    max_byzantine: `n -> int`: for n present clients, the most Byzantine clients the rule, as
+      built, is guaranteed to resist; negative when its breakdown condition fails at n (Krum built
+      for f needs n > 2f + 2). None when the rule makes no such guarantee (the mean, clipping and
+      DP rules, whose protection is a bound on each client's influence, not a count).
   """
 
   init: Callable[[PyTree], PyTree]
   aggregate: Callable[[PyTree, PyTree, RoundContext], tuple[PyTree, PyTree]]
   streaming_form: StreamingForm | None = None
+  needs_honest_majority: bool = False
+  max_byzantine: Callable[[int], int] | None = None
 
   @property
   def streaming(self) -> bool:
     """True when FedAvg may stream this aggregator (it has a `streaming_form`)."""
     return self.streaming_form is not None
+
+
+def minority_byzantine(num_present: int) -> int:
+  """`max_byzantine` of a rule with breakdown point 1/2 (median, geometric median): (n - 1) // 2."""
+  return (num_present - 1) // 2
+
+
+def byzantine_bound(f: int, min_clients: int) -> Callable[[int], int]:
+  """`max_byzantine` of a rule built for f that needs n >= min_clients: f, or -1 below min_clients."""
+  return lambda num_present: f if num_present >= min_clients else -1
 
 
 def identity_map(update: PyTree, weight: jax.Array) -> PyTree:
@@ -134,4 +160,6 @@ def mean() -> Aggregator:
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (weighted_mean(updates, ctx.weights), state),
       streaming_form=form,
+      needs_honest_majority=False,
+      max_byzantine=None,  # one client moves the mean arbitrarily far
   )

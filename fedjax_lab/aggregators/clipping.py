@@ -70,7 +70,7 @@ def centered_clipping(tau: float, iterations: int = 1, weighted: bool = False) -
     out = centered_clip(updates, ctx.weights, center, tau, iterations, weighted)
     return out, CenteredClippingState(jax.tree.map(lambda o, c: o.astype(c.dtype), out, state.center))
 
-  return Aggregator(init, aggregate)
+  return Aggregator(init, aggregate, needs_honest_majority=False, max_byzantine=None)
 
 
 def norm_bounded_mean_aggregate(updates, weights, max_norm: float, weighted: bool = True):
@@ -106,4 +106,6 @@ def norm_bounded_mean(max_norm: float, weighted: bool = True) -> Aggregator:
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (
           norm_bounded_mean_aggregate(updates, ctx.weights, max_norm, weighted), state),
-      streaming_form=form)
+      streaming_form=form,
+      needs_honest_majority=False,
+      max_byzantine=None)

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.base import Aggregator, minority_byzantine
 
 
 def _unweighted_median(leaf, mask, n):
@@ -77,7 +77,9 @@ def median(weighted: bool = False) -> Aggregator:
   """
   return Aggregator(
       init=lambda params: (),
-      aggregate=lambda updates, state, ctx: (coordinate_median(updates, ctx.weights, weighted), state))
+      aggregate=lambda updates, state, ctx: (coordinate_median(updates, ctx.weights, weighted), state),
+      needs_honest_majority=True,
+      max_byzantine=minority_byzantine)
 
 
 def _trimmed_mean_leaf(leaf, mask, weights, beta, weighted):
@@ -146,4 +148,6 @@ def trimmed_mean(beta: float, weighted: bool = False, num_clients: int | None = 
     return coordinate_trimmed_mean(updates, ctx.weights, beta, weighted), state
 
   return Aggregator(init=lambda params: (),
-                    aggregate=ru.validated(_trimmed_mean_check(beta), num_clients, aggregate))
+                    aggregate=ru.validated(_trimmed_mean_check(beta), num_clients, aggregate),
+                    needs_honest_majority=True,
+                    max_byzantine=lambda n: int(beta * n) if 2 * int(beta * n) < n else -1)

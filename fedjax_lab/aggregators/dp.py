@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators.base import Aggregator, StreamingForm, cast_like, present_weight
-from fedjax_lab.transforms.base import RoundContext
+from fedjax_lab.cohort import RoundContext
 from fedjax_lab.transforms.clipping import clip_one, clip_updates, validate_clip_norm
 from fedjax_lab.transforms.noise import add_gaussian_noise
 
@@ -88,4 +88,5 @@ def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_roun
 
   form = StreamingForm(client_map=lambda update, weight: clip_one(update, clip_norm),
                        sum_weight=present_weight, finalize=finalize)
-  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form)
+  return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form,
+                    needs_honest_majority=False, max_byzantine=None)

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.base import Aggregator, minority_byzantine
 
 
 def smoothed_weiszfeld(updates, weights, nu: float, iterations: int, weighted: bool = True):
@@ -54,4 +54,6 @@ def geometric_median(nu: float = 1e-6, iterations: int = 5, weighted: bool = Tru
   return Aggregator(
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (
-          smoothed_weiszfeld(updates, ctx.weights, nu, iterations, weighted), state))
+          smoothed_weiszfeld(updates, ctx.weights, nu, iterations, weighted), state),
+      needs_honest_majority=True,
+      max_byzantine=minority_byzantine)

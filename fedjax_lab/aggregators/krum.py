@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.aggregators.base import Aggregator
+from fedjax_lab.aggregators.base import Aggregator, byzantine_bound
 
 
 def krum_scores(sq_distances: jax.Array, mask: jax.Array, f: int) -> jax.Array:
@@ -86,7 +86,8 @@ def krum(f: int, num_clients: int | None = None) -> Aggregator:
   """
   _check_f(f)
   aggregate = lambda updates, state, ctx: (multi_krum_aggregate(updates, ctx.weights, f, 1), state)
-  return Aggregator(lambda params: (), ru.validated(_krum_condition('krum', f), num_clients, aggregate))
+  return Aggregator(lambda params: (), ru.validated(_krum_condition('krum', f), num_clients, aggregate),
+                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 2 * f + 3))
 
 
 def multi_krum(f: int, m: int | None = None, weighted: bool = False,
@@ -111,7 +112,8 @@ def multi_krum(f: int, m: int | None = None, weighted: bool = False,
   aggregate = lambda updates, state, ctx: (
       multi_krum_aggregate(updates, ctx.weights, f, m, weighted), state)
   return Aggregator(lambda params: (),
-                    ru.validated(_krum_condition('multi_krum', f), num_clients, aggregate))
+                    ru.validated(_krum_condition('multi_krum', f), num_clients, aggregate),
+                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 2 * f + 3))
 
 
 def bulyan_select(sq_distances: jax.Array, mask: jax.Array, f: int) -> jax.Array:
@@ -185,4 +187,5 @@ def bulyan(f: int, num_clients: int | None = None) -> Aggregator:
     return None
 
   aggregate = lambda updates, state, ctx: (bulyan_aggregate(updates, ctx.weights, f), state)
-  return Aggregator(lambda params: (), ru.validated(ru.breakdown_check(condition), num_clients, aggregate))
+  return Aggregator(lambda params: (), ru.validated(ru.breakdown_check(condition), num_clients, aggregate),
+                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 4 * f + 3))

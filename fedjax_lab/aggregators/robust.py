@@ -29,9 +29,6 @@ ROBUST_AGGREGATORS: dict[str, Callable[..., Aggregator]] = {
     'norm_bounded_mean': norm_bounded_mean,
 }
 
-# Rules whose guarantee needs an honest majority (breakdown point 1/2 at best). The mean, the
-# norm-bounded mean and centered clipping carry no such parameter and are left unchecked.
-_HONEST_MAJORITY = ('median', 'trimmed_mean', 'krum', 'multi_krum', 'bulyan', 'geometric_median')
 _TAKES_F = ('krum', 'multi_krum', 'bulyan')
 _TAKES_NUM_CLIENTS = ('trimmed_mean', 'krum', 'multi_krum', 'bulyan')
 
@@ -56,11 +53,16 @@ def num_byzantine(byzantine_fraction: float, clients_per_round: int) -> int:
   return int(math.ceil(byzantine_fraction * clients_per_round - 1e-9))
 
 
-def check_byzantine_fraction(name: str, byzantine_fraction: float) -> None:
-  """Raises ValueError if `name` cannot hold against `byzantine_fraction` of Byzantine clients."""
+def check_byzantine_fraction(name: str, byzantine_fraction: float,
+                             aggregator: Aggregator | None = None) -> None:
+  """Raises ValueError if `aggregator` (named `name`) cannot hold against `byzantine_fraction`.
+
+  The honest-majority condition is read from the aggregator's `needs_honest_majority` trait; with
+  no aggregator only the range [0, 1) is checked.
+  """
   if not 0 <= byzantine_fraction < 1:
     raise ValueError(f'byzantine_fraction={byzantine_fraction} must be in [0, 1).')
-  if name in _HONEST_MAJORITY and byzantine_fraction >= 0.5:
+  if aggregator is not None and aggregator.needs_honest_majority and byzantine_fraction >= 0.5:
     raise ValueError(f'byzantine_fraction={byzantine_fraction} >= 0.5: {name} needs an honest '
                      'majority (breakdown point 1/2); use a fraction below 0.5.')
 
@@ -84,12 +86,21 @@ def get_robust_aggregator(name: str, byzantine_fraction: float = 0.0,
                      f'{sorted(ROBUST_AGGREGATORS)}.')
   check_byzantine_fraction(name, byzantine_fraction)
   kwargs = dict(kwargs)
+  derived = {}
   if name in _TAKES_F and 'f' not in kwargs:
     if clients_per_round is None:
       raise ValueError(f'{name}: give f or clients_per_round to derive f from byzantine_fraction.')
-    kwargs['f'] = num_byzantine(byzantine_fraction, clients_per_round)
+    derived['f'] = num_byzantine(byzantine_fraction, clients_per_round)
   if name == 'trimmed_mean' and 'beta' not in kwargs:
-    kwargs['beta'] = byzantine_fraction
+    derived['beta'] = byzantine_fraction
+  kwargs.update(derived)
   if name in _TAKES_NUM_CLIENTS and clients_per_round is not None:
     kwargs.setdefault('num_clients', clients_per_round)
-  return ROBUST_AGGREGATORS[name](**kwargs)
+  try:
+    aggregator = ROBUST_AGGREGATORS[name](**kwargs)
+  except ValueError as error:
+    if derived and byzantine_fraction >= 0.5:  # the fraction itself is the cause: say so first
+      raise ValueError(f'byzantine_fraction={byzantine_fraction} >= 0.5 gives {derived}: {error}') from error
+    raise
+  check_byzantine_fraction(name, byzantine_fraction, aggregator)
+  return aggregator

@@ -44,7 +44,8 @@ from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.topology import gossip as gossip_lib
-from fedjax_lab.topology.mixing import Topology, make_topology
+from fedjax_lab.topology.catalog import make_topology
+from fedjax_lab.topology.mixing import Topology
 
 PyTree = Any
 LearningRate = float | Callable[[jax.Array], jax.Array]

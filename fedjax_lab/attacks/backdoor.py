@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.attacks.data import DataAttack, _check_class
+from fedjax_lab import cohort
+from fedjax_lab.attacks.data import DataAttack, check_class
 from fedjax_lab.models import models as models_lib
 
 
@@ -38,7 +38,7 @@ def corner_trigger(feature_shape: Sequence[int], size: int = 2, value: float = 1
   Returns:
     Trigger with mask and value of shape feature_shape.
   """
-  ru.check_int(size, 'size', 1)
+  cohort.check_int(size, 'size', 1)
   feature_shape = tuple(int(d) for d in feature_shape)
   if image_shape is None and len(feature_shape) >= 2:
     image_shape = feature_shape[:2]
@@ -85,13 +85,13 @@ def backdoor(trigger: Trigger | None = None, target_label: int = 0, num_classes:
   Returns:
     `fn(round_inputs, rng) -> round_inputs`.
   """
-  ru.check_int(num_classes, 'num_classes', 2)
-  _check_class(target_label, 'target_label', num_classes)
+  cohort.check_int(num_classes, 'num_classes', 2)
+  check_class(target_label, 'target_label', num_classes)
   if not isinstance(poison_fraction, (int, float)) or not 0 < poison_fraction <= 1:
     raise ValueError(f'backdoor: poison_fraction={poison_fraction!r} must be in (0, 1].')
 
   if trigger is None:
-    ru.check_int(trigger_size, 'trigger_size', 1)
+    cohort.check_int(trigger_size, 'trigger_size', 1)
 
   def attack(round_inputs, rng):
     data = round_inputs.data
@@ -122,4 +122,4 @@ def backdoor_success(model: models_lib.Model, params, x: jax.Array, y: jax.Array
   predictions = jnp.argmax(model.apply(params, stamp(jnp.asarray(x), trigger)), axis=-1)
   eligible = jnp.asarray(y) != target_label
   hits = jnp.sum((predictions == target_label) & eligible)
-  return ru.safe_divide(hits.astype(jnp.float32), jnp.sum(eligible).astype(jnp.float32))
+  return cohort.safe_divide(hits.astype(jnp.float32), jnp.sum(eligible).astype(jnp.float32))

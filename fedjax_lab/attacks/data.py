@@ -13,14 +13,15 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.aggregators import _robust_utils as ru
+from fedjax_lab import cohort
 
 RoundInputs = Any
 DataAttack = Callable[[RoundInputs, jax.Array], RoundInputs]
 
 
-def _check_class(value, field, num_classes):
-  ru.check_int(value, field, 0)
+def check_class(value, field, num_classes):
+  """Raises ValueError unless `value` is a class index in [0, num_classes) (`field` names it)."""
+  cohort.check_int(value, field, 0)
   if value >= num_classes:
     raise ValueError(f'{field}={value} must be < num_classes={num_classes}.')
 
@@ -37,7 +38,7 @@ def label_flip(num_classes: int) -> DataAttack:
   Returns:
     `fn(round_inputs, rng) -> round_inputs` (rng unused).
   """
-  ru.check_int(num_classes, 'num_classes', 2)
+  cohort.check_int(num_classes, 'num_classes', 2)
 
   def attack(round_inputs, rng):
     y = round_inputs.data.y
@@ -51,9 +52,9 @@ def targeted_label_flip(source: int, target: int, num_classes: int) -> DataAttac
   """Targeted flip (Tolpegin et al., ESORICS 2020): Byzantine clients relabel class `source` as
   `target`; other examples are untouched.
   """
-  ru.check_int(num_classes, 'num_classes', 2)
-  _check_class(source, 'source', num_classes)
-  _check_class(target, 'target', num_classes)
+  cohort.check_int(num_classes, 'num_classes', 2)
+  check_class(source, 'source', num_classes)
+  check_class(target, 'target', num_classes)
   if source == target:
     raise ValueError(f'targeted_label_flip: source and target are both {source}; they must differ.')
 

@@ -15,8 +15,9 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
-from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.transforms.base import RoundContext, Transform, stateless
+from fedjax_lab import cohort
+from fedjax_lab.cohort import RoundContext
+from fedjax_lab.transforms.base import Transform, stateless
 
 
 def _rows(mask, leaf):
@@ -33,27 +34,27 @@ def replace_byzantine(updates, malicious, byzantine):
 def _gathered_attack(fn):
   """Builds a stateless Transform from `fn(updates, ctx) -> malicious` on the gathered stack."""
   def apply(updates, ctx: RoundContext):
-    gathered, weights, byzantine = ru.unshard((updates, ctx.weights, ctx.byzantine))
+    gathered, weights, byzantine = cohort.unshard((updates, ctx.weights, ctx.byzantine))
     ctx = ctx._replace(weights=weights, byzantine=byzantine)
     out = replace_byzantine(gathered, fn(gathered, ctx), byzantine)
-    return ru.reshard_like(out, updates)
+    return cohort.reshard_like(out, updates)
   return stateless(apply)
 
 
 def _honest_weights(ctx):
   """[C] float32: 1 for present honest clients, else 0."""
-  return (ru.present(ctx.weights) & ~ctx.byzantine).astype(jnp.float32)
+  return (cohort.present(ctx.weights) & ~ctx.byzantine).astype(jnp.float32)
 
 
 def sign_flip(scale: float = 1.0) -> Transform:
   """Sign flipping: a Byzantine client sends -scale * u_i instead of its update u_i."""
-  ru.check_positive(scale, 'scale')
+  cohort.check_positive(scale, 'scale')
   return _gathered_attack(lambda u, ctx: jax.tree.map(lambda x: -scale * x, u))
 
 
 def scaled_update(scale: float = 10.0) -> Transform:
   """Scaled update: a Byzantine client sends scale * u_i (amplifies its own update)."""
-  ru.check_positive(scale, 'scale')
+  cohort.check_positive(scale, 'scale')
   return _gathered_attack(lambda u, ctx: jax.tree.map(lambda x: scale * x, u))
 
 
@@ -66,8 +67,8 @@ def model_replacement(clients_per_round: int, server_lr: float = 1.0) -> Transfo
     clients_per_round: n.
     server_lr: eta, the server learning rate.
   """
-  ru.check_int(clients_per_round, 'clients_per_round', 1)
-  server_lr = ru.check_positive(server_lr, 'server_lr')
+  cohort.check_int(clients_per_round, 'clients_per_round', 1)
+  server_lr = cohort.check_positive(server_lr, 'server_lr')
   return scaled_update(clients_per_round / server_lr)
 
 
@@ -76,7 +77,7 @@ def gaussian_noise(std: float = 1.0, additive: bool = False) -> Transform:
   `additive`. Client i's noise is drawn from fold_in(ctx.rng, client_id), so it does not depend
   on placement or cohort order.
   """
-  ru.check_positive(std, 'std')
+  cohort.check_positive(std, 'std')
 
   def malicious(updates, ctx):
     leaves, treedef = jax.tree.flatten(updates)
@@ -105,17 +106,17 @@ def _alie_z_traced(n, f):
   """alie_default_z on traced counts; clipped away from 0 and 1 so Phi^{-1} stays finite."""
   n = n.astype(jnp.float32)
   s = jnp.floor(n / 2 + 1) - f.astype(jnp.float32)
-  p = ru.safe_divide(n - s, n)
+  p = cohort.safe_divide(n - s, n)
   return ndtri(jnp.clip(p, 1e-6, 1 - 1e-6))
 
 
 def _honest_mean_std(updates, honest):
   """Coordinate-wise mean and sample standard deviation (ddof = 1) over rows with honest = 1."""
   count = jnp.sum(honest)
-  mean = ru.combine(updates, ru.safe_divide(honest, count))
+  mean = cohort.combine(updates, cohort.safe_divide(honest, count))
   def std(u, m):
     sq = jnp.tensordot(honest, jnp.square(u.astype(jnp.float32) - m.astype(jnp.float32)), axes=1)
-    return jnp.sqrt(ru.safe_divide(sq, jnp.maximum(count - 1, 1.0)))
+    return jnp.sqrt(cohort.safe_divide(sq, jnp.maximum(count - 1, 1.0)))
   return mean, jax.tree.map(std, updates, mean)
 
 
@@ -138,7 +139,7 @@ def alie(z: float | None = None) -> Transform:
     honest = _honest_weights(ctx)
     mean, std = _honest_mean_std(updates, honest)
     if z is None:
-      present = ru.present(ctx.weights)
+      present = cohort.present(ctx.weights)
       n = jnp.sum(present).astype(jnp.int32)
       f = jnp.sum(present & ctx.byzantine).astype(jnp.int32)
       z_value = _alie_z_traced(n, f)
@@ -153,11 +154,11 @@ def ipm(epsilon: float = 0.1) -> Transform:
   """Inner-product manipulation (Xie, Koyejo & Gupta, "Fall of Empires", UAI 2019, Sec. 4):
   every Byzantine client sends -epsilon times the mean of the present honest updates.
   """
-  ru.check_positive(epsilon, 'epsilon')
+  cohort.check_positive(epsilon, 'epsilon')
 
   def malicious(updates, ctx):
     honest = _honest_weights(ctx)
-    mean = ru.combine(updates, ru.safe_divide(honest, jnp.sum(honest)))
+    mean = cohort.combine(updates, cohort.safe_divide(honest, jnp.sum(honest)))
     return jax.tree.map(lambda m: -epsilon * m, mean)
 
   return _gathered_attack(malicious)
@@ -175,6 +176,6 @@ def mimic() -> Transform:
     big = jnp.iinfo(jnp.int32).max
     target_id = jnp.min(jnp.where(honest, ctx.client_ids, big))
     one_hot = (honest & (ctx.client_ids == target_id)).astype(jnp.float32)
-    return ru.combine(updates, one_hot)
+    return cohort.combine(updates, one_hot)
 
   return _gathered_attack(malicious)

@@ -25,7 +25,7 @@ import inspect
 import os
 import random
 import tempfile
-from typing import Any, Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 
@@ -33,29 +33,7 @@ from fedjax_lab.data import femnist_synthetic as femnist_synthetic_lib
 from fedjax_lab.data import host
 from fedjax_lab.data import loaders
 from fedjax_lab.data import partition as partition_lib
-from fedjax_lab.data.federated import FederatedData, pack_clients
-
-
-class FederatedDataset(NamedTuple):
-  """A federated training set with a centralized test set.
-
-  Attributes:
-    train: FederatedData, x [K, M, *input_shape] float32, y [K, M] (int32 labels, float32 targets).
-    test_x: [N_test, *input_shape] float32.
-    test_y: [N_test] int32 labels (float32 targets for regression).
-    input_shape: shape of one example.
-    num_classes: number of classes; 1 for regression.
-    name: the data set's registry name.
-    extras: data-set specific facts (e.g. `w_star` for regression, `client_ids` for natural ones).
-  """
-
-  train: FederatedData
-  test_x: np.ndarray
-  test_y: np.ndarray
-  input_shape: tuple[int, ...]
-  num_classes: int
-  name: str
-  extras: dict[str, Any]
+from fedjax_lab.data.federated import FederatedData, FederatedDataset, pack_clients
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:

@@ -12,7 +12,7 @@ Nothing about a client lives in a Python object, so sampling a cohort of C clien
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,28 @@ class FederatedData(NamedTuple):
   def mask(self) -> ArrayLike:
     """[K, M] bool: True where a row is a real example."""
     return example_mask(self.num_examples, self.max_examples)
+
+
+class FederatedDataset(NamedTuple):
+  """A federated training set with a centralized test set.
+
+  Attributes:
+    train: FederatedData, x [K, M, *input_shape] float32, y [K, M] (int32 labels, float32 targets).
+    test_x: [N_test, *input_shape] float32.
+    test_y: [N_test] int32 labels (float32 targets for regression).
+    input_shape: shape of one example.
+    num_classes: number of classes; 1 for regression.
+    name: the data set's registry name.
+    extras: data-set specific facts (e.g. `w_star` for regression, `client_ids` for natural ones).
+  """
+
+  train: FederatedData
+  test_x: np.ndarray
+  test_y: np.ndarray
+  input_shape: tuple[int, ...]
+  num_classes: int
+  name: str
+  extras: dict[str, Any]
 
 
 def example_mask(num_examples: ArrayLike, max_examples: int) -> ArrayLike:

@@ -37,7 +37,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fedjax_lab.data import validate
-from fedjax_lab.data.federated import FederatedData
+from fedjax_lab.data.federated import FederatedData, FederatedDataset
 from fedjax_lab.data.sampling import RoundInputs, sample_cohort
 
 FORMAT_VERSION = 1
@@ -154,8 +154,6 @@ def load_saved_dataset(data_dir: str | None = None, mmap: bool = True, validate_
     FileNotFoundError: a missing folder or file.
     ValueError: a broken file (truncated .npy, invalid JSON) or contents training cannot use.
   """
-  from fedjax_lab.data.datasets import FederatedDataset  # datasets imports this module
-
   how = ('set config.data.data_dir to a folder written by fedjax_lab.data.host.save_dataset(dataset, folder) '
          '(it holds dataset.json, train/ and test_x.npy, test_y.npy).')
   if data_dir is None:

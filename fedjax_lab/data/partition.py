@@ -100,7 +100,7 @@ def dirichlet(labels, num_clients: int, alpha: float, seed: int, min_size: int =
     seed: seed of the split.
     min_size: every client gets at least this many examples (`config.data.min_size`). The default 1
       only forbids empty clients: NIID-Bench's 10 is out of reach for alpha=0.1 with ~40 examples
-      per client (measured: 0 of 200 draws for 100 clients on 4000 examples).
+      per client (almost no Dirichlet draw gives every client 10 examples).
     max_tries: how many full draws to attempt before giving up.
 
   Returns:

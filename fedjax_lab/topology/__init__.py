@@ -6,13 +6,14 @@
   x = gossip.mix(x, step)                                          # leaves [N, ...]
 """
 
+from fedjax_lab.topology.catalog import make_topology
 from fedjax_lab.topology.gossip import (Gossip, choose_impl, consensus_error, dense_gossip, make_gossip,
                                         neighbor_lists, node_average, sparse_gossip)
 from fedjax_lab.topology.graphs import (GRAPHS, circulant, complete, connected_components, disconnected,
                                         erdos_renyi, exponential, hypercube, is_connected, make_graph, path,
                                         random_regular, ring, star, torus)
 from fedjax_lab.topology.mixing import (WEIGHTS, Topology, check_mixing_matrix, consensus_rate,
-                                        from_mixing_matrix, lazy, make_topology, metropolis_hastings,
+                                        from_mixing_matrix, lazy, metropolis_hastings,
                                         period_product, rho, spectral_gap, uniform)
 from fedjax_lab.topology.schedules import SCHEDULES, one_peer_exponential, random_matchings
 from fedjax_lab.topology.sharded import ppermute_gossip, sharded_roll

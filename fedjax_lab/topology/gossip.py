@@ -11,8 +11,8 @@ time-varying schedule never recompiles). Three implementations give the same num
               inside `jax.shard_map` (see `fedjax_lab.topology.sharded`).
 
 'auto' picks sparse when N >= 64 and the densest row of W has at most N / 4 non-zeros, dense
-otherwise: on a 2-core CPU the two cross near N = 64 for a ring and an exponential graph; for a
-ring of 1024 nodes sparse mixing is 40-100x faster, 80-130x at 4096 (benchmarks/gossip_bench.py).
+otherwise: sparse work grows with the degree, dense with N, so sparse wins on large sparse graphs
+(timings: benchmarks/gossip_bench.py, recorded in WORKSPACE.md).
 
 A `Gossip` keeps its arrays in `operands` and its pure function in `apply(operands, x, step)`;
 `gossip.mix(x, step)` closes over the operands (they become compile-time constants), while a caller
@@ -21,12 +21,14 @@ that wants them as runtime arguments (the benchmark, large N) passes them to `ap
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fedjax_lab.topology import sharded
+from fedjax_lab.topology.gossip_base import Gossip, as_operand, num_links, select_step
 from fedjax_lab.topology.mixing import Topology
 
 PyTree = Any
@@ -35,57 +37,13 @@ SPARSE_MIN_NODES = 64
 SPARSE_MAX_FILL = 1.0 / 4
 
 
-class Gossip(NamedTuple):
-  """A gossip operator.
-
-  Attributes:
-    operands: pytree of arrays `apply` reads (dense: W [T, N, N]; sparse: neighbours and weights
-      [T, N, D]; ppermute: coefficients).
-    apply: (operands, x leaves [N, ...], step [] int) -> leaves [N, ...], x_i <- sum_j W_t[i, j] x_j.
-    impl: 'dense', 'sparse' or 'ppermute'.
-    num_nodes: N.
-    period: T, the number of mixing matrices cycled.
-    num_links: directed links i <- j (i != j) used per step, summed over one period and divided by
-      T: what one gossip step sends, in models.
-  """
-
-  operands: PyTree
-  apply: Callable[[PyTree, PyTree, jax.Array], PyTree]
-  impl: str
-  num_nodes: int
-  period: int
-  num_links: float
-
-  def mix(self, x: PyTree, step: jax.Array | int = 0) -> PyTree:
-    """W_{step mod T} x over the leading axis of every leaf of x."""
-    return self.apply(self.operands, x, step)
-
-
-def _select(stack, step, period: int):
-  if period == 1:
-    return stack[0]
-  return jax.lax.dynamic_index_in_dim(jnp.asarray(stack), jnp.asarray(step, jnp.int32) % period, 0,
-                                      keepdims=False)
-
-
-def _as_operand(array: np.ndarray, dtype):
-  # dtype None keeps float64 numpy weights, cast to each leaf's dtype when traced, so float64 runs
-  # (jax.enable_x64) mix with exactly doubly stochastic weights; a dtype gives device arrays.
-  return np.asarray(array) if dtype is None else jnp.asarray(array, dtype)
-
-
-def _num_links(mixing: np.ndarray) -> float:
-  off_diagonal = (mixing > 0) & ~np.eye(mixing.shape[-1], dtype=bool)
-  return float(off_diagonal.sum() / mixing.shape[0])
-
-
 # ---------------------------------------------------------------------------------------------
 # Dense.
 
 
 def dense_apply(operands: jax.Array, x: PyTree, step, period: int = 1) -> PyTree:
   """x_i <- sum_j W[i, j] x_j with W = operands[step % period] [N, N]; leaves [N, ...]."""
-  matrix = _select(operands, step, period)
+  matrix = select_step(operands, step, period)
 
   def one(leaf):
     return jnp.einsum('ij,j...->i...', jnp.asarray(matrix, leaf.dtype), leaf).astype(leaf.dtype)
@@ -100,9 +58,9 @@ def dense_gossip(topology: Topology, dtype=None) -> Gossip:
   a dtype (e.g. jnp.float32) stores device arrays, for callers passing operands at run time.
   """
   period = topology.period
-  operands = _as_operand(topology.mixing, dtype)
+  operands = as_operand(topology.mixing, dtype)
   return Gossip(operands, lambda ops, x, step: dense_apply(ops, x, step, period), 'dense',
-                topology.num_nodes, period, _num_links(topology.mixing))
+                topology.num_nodes, period, num_links(topology.mixing))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,7 +101,7 @@ def neighbor_lists(mixing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def sparse_apply(operands: tuple[jax.Array, jax.Array], x: PyTree, step, period: int = 1) -> PyTree:
   """x_i <- sum_d weights[i, d] x_{neighbors[i, d]} at step % period; leaves [N, ...]."""
-  neighbors, weights = (_select(a, step, period) for a in operands)
+  neighbors, weights = (select_step(a, step, period) for a in operands)
 
   def one(leaf):
     w = jnp.asarray(weights, leaf.dtype)
@@ -162,9 +120,9 @@ def sparse_gossip(topology: Topology, dtype=None) -> Gossip:
   """Neighbour-gather gossip from padded neighbour lists (see `neighbor_lists`; dtype as dense)."""
   neighbors, weights = neighbor_lists(topology.mixing)
   period = topology.period
-  operands = (neighbors if dtype is None else jnp.asarray(neighbors), _as_operand(weights, dtype))
+  operands = (neighbors if dtype is None else jnp.asarray(neighbors), as_operand(weights, dtype))
   return Gossip(operands, lambda ops, x, step: sparse_apply(ops, x, step, period), 'sparse',
-                topology.num_nodes, period, _num_links(topology.mixing))
+                topology.num_nodes, period, num_links(topology.mixing))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,7 +152,6 @@ def make_gossip(topology: Topology, impl: str = 'auto', mesh=None, dtype=None) -
   if impl not in IMPLEMENTATIONS:
     raise ValueError(f'Unknown gossip impl={impl!r} (config.topology.gossip); choose one of {IMPLEMENTATIONS}.')
   if impl == 'ppermute':
-    from fedjax_lab.topology import sharded  # shard_map machinery only when asked for.
     return sharded.ppermute_gossip(topology, mesh, dtype)
   if impl == 'auto':
     impl = choose_impl(topology)

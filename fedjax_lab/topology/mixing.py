@@ -10,7 +10,8 @@ the largest |eigenvalue| of W - 11^T/N when W is symmetric: ||X_k - mean|| <= rh
 The spectral gap is 1 - |lambda_2(W)| (= 1 - rho for symmetric W); a disconnected graph has rho = 1.
 
 A `Topology` bundles the graph, its mixing matrices (a stack [T, N, N]: T = 1 for a static graph,
-the period of a time-varying schedule otherwise) and its name; `make_topology` builds one by name.
+the period of a time-varying schedule otherwise) and its name; `catalog.make_topology` builds one
+by name.
 """
 
 from __future__ import annotations
@@ -134,9 +135,6 @@ def lazy(mixing: np.ndarray) -> np.ndarray:
   return 0.5 * (np.eye(mixing.shape[-1]) + mixing)
 
 
-_lazy = lazy  # make_topology's `lazy` argument shadows the function.
-
-
 def _check_adjacency(adjacency: np.ndarray) -> np.ndarray:
   adjacency = np.asarray(adjacency, bool)
   if adjacency.ndim != 2 or adjacency.shape[0] != adjacency.shape[1]:
@@ -229,62 +227,7 @@ def consensus_rate(mixing: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Builders.
-
-
-def _weights(adjacency: np.ndarray, weights: str, self_weight: float | None) -> np.ndarray:
-  if weights == 'metropolis_hastings':
-    if self_weight is not None:
-      raise ValueError("self_weight only applies to weights='uniform'.")
-    return metropolis_hastings(adjacency)
-  if weights == 'uniform':
-    return uniform(adjacency, self_weight)
-  raise ValueError(f'Unknown weights={weights!r} (config.topology.weights); choose one of {WEIGHTS}.')
-
-
-def make_topology(
-    name: str,
-    num_nodes: int,
-    weights: str | None = None,
-    lazy: bool = False,
-    self_weight: float | None = None,
-    seed: int = 0,
-    **graph_kwargs,
-) -> Topology:
-  """Builds a topology by name, with its mixing weights.
-
-  Args:
-    name: a graph of `graphs.GRAPHS` ('ring', 'path', 'star', 'torus', 'complete', 'hypercube',
-      'exponential', 'erdos_renyi', 'random_regular', 'disconnected') or a time-varying schedule
-      ('random_matchings', 'one_peer_exponential').
-    num_nodes: N.
-    weights: 'metropolis_hastings' (default) or 'uniform' for graphs; schedules fix their own
-      weights (pairwise averaging), so leave it None for them.
-    lazy: replace every W by (I + W) / 2.
-    self_weight: W_ii of uniform weights on a regular graph (default 1 / (d + 1)).
-    seed: seed of the random graphs and schedules.
-    **graph_kwargs: the graph's own arguments (exponential: max_power; erdos_renyi:
-      edge_probability; random_regular: degree; random_matchings: period).
-
-  Returns:
-    Topology.
-  """
-  from fedjax_lab.topology import schedules  # schedules builds on this module.
-  if name in schedules.SCHEDULES:
-    if weights is not None or self_weight is not None:
-      raise ValueError(f'{name} is a time-varying schedule with fixed pairwise weights; leave '
-                       'config.topology.weights and self_weight unset.')
-    topology = schedules.SCHEDULES[name](num_nodes, seed=seed, **graph_kwargs) if name == 'random_matchings' \
-        else schedules.SCHEDULES[name](num_nodes, **graph_kwargs)
-  else:
-    if name in ('erdos_renyi', 'random_regular'):
-      graph_kwargs['seed'] = seed
-    adjacency = graphs_lib.make_graph(name, num_nodes, **graph_kwargs)
-    mixing = _weights(adjacency, weights or 'metropolis_hastings', self_weight)
-    topology = Topology(name, adjacency, mixing[None])
-  if lazy:
-    topology = topology._replace(name=f'lazy_{topology.name}', mixing=_lazy(topology.mixing))
-  return topology
+# A Topology from a given matrix.
 
 
 def from_mixing_matrix(mixing: np.ndarray, name: str = 'custom', symmetric: bool = True,

@@ -29,7 +29,7 @@ import numpy as np
 from jax.sharding import PartitionSpec as P
 
 from fedjax_lab.clients.placement import CLIENT_AXIS
-from fedjax_lab.topology.gossip import Gossip, _as_operand, _num_links, _select
+from fedjax_lab.topology.gossip_base import Gossip, as_operand, num_links, select_step
 from fedjax_lab.topology.mixing import Topology
 
 
@@ -123,7 +123,7 @@ def ppermute_gossip(topology: Topology, mesh, dtype=None) -> Gossip:
     shifts = [int(s) for s in np.flatnonzero(np.any(coefficients != 0, axis=0))]
 
     def local(coeffs, leaf, step):
-      c = jnp.asarray(_select(coeffs, step, period), leaf.dtype)
+      c = jnp.asarray(select_step(coeffs, step, period), leaf.dtype)
       expand = (None,) * (leaf.ndim - 1)
       out = jnp.zeros_like(leaf)
       for s in shifts:
@@ -139,7 +139,7 @@ def ppermute_gossip(topology: Topology, mesh, dtype=None) -> Gossip:
     offsets = [(int(a), int(b)) for a, b in np.argwhere(np.any(coefficients != 0, axis=0))]
 
     def local(coeffs, leaf, step):
-      c = jnp.asarray(_select(coeffs, step, period), leaf.dtype)
+      c = jnp.asarray(select_step(coeffs, step, period), leaf.dtype)
       size = leaf.shape[0]
       column = (jax.lax.axis_index(CLIENT_AXIS) * size + jnp.arange(size)) % side
       expand = (slice(None),) + (None,) * (leaf.ndim - 1)
@@ -159,5 +159,5 @@ def ppermute_gossip(topology: Topology, mesh, dtype=None) -> Gossip:
     return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(CLIENT_AXIS), P()),
                          out_specs=P(CLIENT_AXIS))(operands, x, jnp.asarray(step, jnp.int32))
 
-  operands = _as_operand(coefficients, dtype)
-  return Gossip(operands, apply, 'ppermute', num_nodes, period, _num_links(topology.mixing))
+  operands = as_operand(coefficients, dtype)
+  return Gossip(operands, apply, 'ppermute', num_nodes, period, num_links(topology.mixing))

@@ -2,9 +2,9 @@
 
 A `Transform` follows optax's shape: `init(params) -> state` and
 `update(updates, state, context) -> (updates, state)`, where `updates` is a pytree whose leaves
-carry the cohort axis first ([C, ...]) and `context` is the `RoundContext` of the round. Norm
-clipping, Gaussian noise, compression and every Byzantine attack are transforms; they compose
-with `chain`, applied left to right.
+carry the cohort axis first ([C, ...]) and `context` is the `RoundContext` of the round
+(`fedjax_lab.cohort`). Norm clipping, Gaussian noise, compression and every Byzantine attack are
+transforms; they compose with `chain`, applied left to right.
 
 Per-client transforms. A transform that acts on each client's update alone (no statistic of the
 cohort, state updated from the `RoundContext` only) also carries a `PerClient` form: `apply(update,
@@ -21,72 +21,13 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
+
+# The round's context lives in the cohort layer, below transforms and aggregators alike; re-exported
+# so `fedjax_lab.transforms.RoundContext` and `transforms.base.make_context` keep working.
+from fedjax_lab.cohort import (CLIENT_CONTEXT_AXES, ClientContext, RoundContext, client_contexts,
+                               make_context)
 
 PyTree = Any
-
-
-class RoundContext(NamedTuple):
-  """What a transform or aggregator may know about the round. All arrays; jit-friendly.
-
-  Attributes:
-    weights: [C] float32 aggregation weights (example counts times participation; 0 for clients
-      that dropped out or pad the cohort).
-    rng: a PRNG key for this transform/aggregator in this round.
-    params: the server's current parameters (pytree, unstacked).
-    client_ids: [C] int32 global ids of the cohort's clients (for per-client state).
-    byzantine: [C] bool, True for clients an attack controls.
-    round: scalar int32 round index.
-  """
-
-  weights: jax.Array
-  rng: jax.Array
-  params: PyTree
-  client_ids: jax.Array
-  byzantine: jax.Array
-  round: jax.Array
-
-
-def make_context(weights, rng, params, client_ids=None, byzantine=None, round_index=0) -> RoundContext:
-  """Builds a RoundContext, filling optional fields with neutral values ([C] shaped)."""
-  weights = jnp.asarray(weights, jnp.float32)
-  num = weights.shape[0]
-  if client_ids is None:
-    client_ids = jnp.arange(num, dtype=jnp.int32)
-  if byzantine is None:
-    byzantine = jnp.zeros((num,), bool)
-  return RoundContext(weights, rng, params, jnp.asarray(client_ids, jnp.int32),
-                      jnp.asarray(byzantine, bool), jnp.asarray(round_index, jnp.int32))
-
-
-class ClientContext(NamedTuple):
-  """What a per-client transform may know about one client (one row of `RoundContext`).
-
-  Attributes:
-    weight: [] float32 aggregation weight of this client.
-    rng: the transform's key for the round, the same for every client (fold in `client_id` for
-      per-client draws, as the stacked transforms do).
-    params: the server's current parameters (pytree, unstacked).
-    client_id: [] int32 global id.
-    byzantine: [] bool.
-    round: [] int32.
-  """
-
-  weight: jax.Array
-  rng: jax.Array
-  params: PyTree
-  client_id: jax.Array
-  byzantine: jax.Array
-  round: jax.Array
-
-
-# vmap axes of a stacked ClientContext: per-client fields mapped, round-level fields shared.
-CLIENT_CONTEXT_AXES = ClientContext(weight=0, rng=None, params=None, client_id=0, byzantine=0, round=None)
-
-
-def client_contexts(ctx: RoundContext) -> ClientContext:
-  """The RoundContext as a ClientContext whose per-client fields are [C] (map with CLIENT_CONTEXT_AXES)."""
-  return ClientContext(ctx.weights, ctx.rng, ctx.params, ctx.client_ids, ctx.byzantine, ctx.round)
 
 
 class PerClient(NamedTuple):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.transforms.base import RoundContext, Transform, stateless
+from fedjax_lab import cohort
+from fedjax_lab.cohort import RoundContext
+from fedjax_lab.transforms.base import Transform, stateless
 
 
 def _honest_majority_check(name, f):
@@ -20,18 +21,18 @@ def _honest_majority_check(name, f):
       return (f'{name}: f={f} needs 2f < n clients, got n={n} (clients_per_round); '
               f'lower f to at most {max((n - 1) // 2, 0)}.')
     return None
-  return ru.breakdown_check(condition)
+  return cohort.breakdown_check(condition)
 
 
 def _with_check(name, f, num_clients, fn):
-  ru.check_int(f, 'f', 0)
+  cohort.check_int(f, 'f', 0)
   check = _honest_majority_check(name, f)
   if num_clients is not None:
-    ru.check_int(num_clients, 'clients_per_round', 1)
+    cohort.check_int(num_clients, 'clients_per_round', 1)
     check(num_clients)
 
   def checked(updates, ctx: RoundContext):
-    check(ru.cohort_size(updates))
+    check(cohort.cohort_size(updates))
     return fn(updates, ctx)
 
   return stateless(checked)
@@ -66,9 +67,9 @@ def nearest_neighbor_mixing(f: int, num_clients: int | None = None) -> Transform
     Transform (stateless), leaves [C, ...] -> [C, ...].
   """
   def fn(updates, ctx):
-    gathered, weights = ru.unshard((updates, ctx.weights))
-    mixed = ru.mix(gathered, nnm_matrix(ru.pairwise_sq_distances(gathered), ru.present(weights), f))
-    return ru.reshard_like(mixed, updates)
+    gathered, weights = cohort.unshard((updates, ctx.weights))
+    mixed = cohort.mix(gathered, nnm_matrix(cohort.pairwise_sq_distances(gathered), cohort.present(weights), f))
+    return cohort.reshard_like(mixed, updates)
 
   return _with_check('nearest_neighbor_mixing', f, num_clients, fn)
 
@@ -85,7 +86,7 @@ def arc_factors(sq_norms, mask, f: int):
   k = jnp.asarray([arc_num_clipped(i, f) for i in range(num + 1)], jnp.int32)[n]
   norms_desc = -jnp.sort(jnp.where(mask, -jnp.sqrt(sq_norms), jnp.inf))
   threshold = jnp.take(norms_desc, jnp.minimum(k, num - 1))
-  return jnp.where(mask, ru.clip_factors(sq_norms, threshold), 1.0)
+  return jnp.where(mask, cohort.clip_factors(sq_norms, threshold), 1.0)
 
 
 def adaptive_robust_clipping(f: int, num_clients: int | None = None) -> Transform:
@@ -102,9 +103,9 @@ def adaptive_robust_clipping(f: int, num_clients: int | None = None) -> Transfor
     Transform (stateless), leaves [C, ...] -> [C, ...].
   """
   def fn(updates, ctx):
-    gathered, weights = ru.unshard((updates, ctx.weights))
-    factors = arc_factors(ru.sq_norms(gathered), ru.present(weights), f)
-    return ru.reshard_like(ru.scale_rows(gathered, factors), updates)
+    gathered, weights = cohort.unshard((updates, ctx.weights))
+    factors = arc_factors(cohort.sq_norms(gathered), cohort.present(weights), f)
+    return cohort.reshard_like(cohort.scale_rows(gathered, factors), updates)
 
   return _with_check('adaptive_robust_clipping', f, num_clients, fn)
 

@@ -55,7 +55,8 @@ def test_weighted_sum_agrees_with_stacked(strategy, devices):
 
 
 def test_shared_gradient_is_not_summed_over_devices():
-  # The FACTS.md trap: without pcast, each device's gradient of a replicated input is psum'ed.
+  # Without pcast to device-varying, shard_map's gradient of a replicated input is psum'ed over
+  # devices, so every device would report the sum of all devices' gradients.
   shared, clients = _inputs(c=8)
   mesh = placement.client_mesh(8)
   out = jax.jit(lambda s, c: placement.map_clients(_fn, s, c, 'vmap', mesh=mesh))(shared, clients)

@@ -1,9 +1,13 @@
-"""The Aggregator contract, run over every aggregator: it jits, keeps shapes and dtypes, ignores
-the order of clients, does not retrace on a second call, ignores absent (weight 0) clients, and
-gives the same answer on 1 and 8 devices.
+"""The Aggregator contract, run over every aggregator builder (found by `registered.cases`): it jits,
+keeps shapes and dtypes, ignores the order of clients, does not retrace on a second call, ignores
+absent (weight 0) clients, agrees with its streaming form when it has one, gives the same answer on
+1 and 8 devices, and its traits (`needs_honest_majority`, `max_byzantine`) agree with what it does.
 
-To cover a new aggregator, add a builder to AGGREGATORS.
+A new aggregator is covered by being a public function annotated `-> Aggregator` in
+fedjax_lab/aggregators/ (or privacy/); see tests/contracts/registered.py.
 """
+
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -12,23 +16,13 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from fedjax_lab import aggregators
-from fedjax_lab.transforms import make_context
+from fedjax_lab.cohort import make_context
+from tests.contracts import registered
 
-NUM_CLIENTS = 16
+NUM_CLIENTS = registered.NUM_CLIENTS
 PARAMS = {'dense': {'kernel': jnp.zeros((3, 2)), 'bias': jnp.zeros((2,))}, 'scale': jnp.zeros(())}
-
-AGGREGATORS = {
-    'mean': lambda: aggregators.mean(),
-    'median': lambda: aggregators.median(),
-    'weighted_median': lambda: aggregators.median(weighted=True),
-    'trimmed_mean': lambda: aggregators.trimmed_mean(0.2, num_clients=NUM_CLIENTS),
-    'krum': lambda: aggregators.krum(2, num_clients=NUM_CLIENTS),
-    'multi_krum': lambda: aggregators.multi_krum(2, num_clients=NUM_CLIENTS),
-    'bulyan': lambda: aggregators.bulyan(2, num_clients=NUM_CLIENTS),
-    'geometric_median': lambda: aggregators.geometric_median(),
-    'centered_clipping': lambda: aggregators.centered_clipping(tau=1.0, iterations=2),
-    'norm_bounded_mean': lambda: aggregators.norm_bounded_mean(max_norm=1.0),
-}
+AGGREGATORS = registered.cases('Aggregator')
+BUILDERS = registered.builders('Aggregator')
 
 
 def _updates(seed, num_clients=NUM_CLIENTS, dtype=jnp.float32):
@@ -60,6 +54,13 @@ def _run(name, updates, weights, mesh=None, jitted=None):
 def _close(a, b, tol=1e-5):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=tol, atol=tol),
                a, b)
+
+
+def test_every_registered_aggregator_is_covered():
+  covered = set(BUILDERS.values())
+  for name, builder in aggregators.ROBUST_AGGREGATORS.items():
+    assert builder in covered, f'registry entry {name!r} is not a builder the contract tests find'
+  assert len(AGGREGATORS) >= len(aggregators.ROBUST_AGGREGATORS)
 
 
 @pytest.mark.parametrize('name', list(AGGREGATORS))
@@ -101,6 +102,18 @@ def test_contract(name):
     _close(jitted(filled, state, ctx)[0], out)
 
 
+@pytest.mark.parametrize('name', [n for n in AGGREGATORS if AGGREGATORS[n]().streaming])
+def test_streaming_form_equals_stacked(name):
+  agg = AGGREGATORS[name]()
+  updates, weights = _updates(4), _weights(4)
+  state = agg.init(PARAMS)
+  ctx = make_context(weights, jax.random.key(3), PARAMS)
+  stacked = jax.jit(agg.aggregate)(updates, state, ctx)
+  streamed = jax.jit(lambda u, s, c: aggregators.streamed_aggregate(agg.streaming_form, u, s, c))(
+      updates, state, ctx)
+  _close(streamed, stacked)
+
+
 @pytest.mark.parametrize('name', list(AGGREGATORS))
 def test_keeps_low_precision_dtype(name):
   updates = _updates(2, dtype=jnp.bfloat16)
@@ -116,3 +129,35 @@ def test_same_on_one_and_eight_devices(name):
   one = _run(name, updates, weights)
   eight = _run(name, updates, weights, jax.make_mesh((8,), ('clients',)))
   _close(one, eight)
+
+
+@pytest.mark.parametrize('name', list(AGGREGATORS))
+def test_traits_are_consistent(name):
+  agg = AGGREGATORS[name]()
+  assert isinstance(agg.needs_honest_majority, bool)
+  assert agg.streaming == (agg.streaming_form is not None)
+  if agg.max_byzantine is None:
+    assert not agg.needs_honest_majority, 'an honest-majority rule must state max_byzantine(n)'
+    return
+  for n in range(1, 3 * NUM_CLIENTS):
+    tolerated = agg.max_byzantine(n)
+    assert isinstance(tolerated, int) and tolerated < n
+    if agg.needs_honest_majority:
+      assert 2 * tolerated < n, f'max_byzantine({n})={tolerated} is not a minority'
+
+
+@pytest.mark.parametrize('name', [n for n, b in BUILDERS.items() if 'num_clients' in inspect.signature(b).parameters])
+def test_max_byzantine_matches_the_construction_check(name):
+  """A cohort size is refused at construction exactly when max_byzantine says the rule breaks down."""
+  builder = BUILDERS[name]
+  required = {p: registered.ARGUMENTS[p] for p, v in inspect.signature(builder).parameters.items()
+              if v.default is inspect.Parameter.empty}
+  agg = builder(**required)
+  assert agg.max_byzantine is not None
+  for n in range(1, 3 * NUM_CLIENTS):
+    try:
+      builder(**required, num_clients=n)
+      refused = False
+    except ValueError:
+      refused = True
+    assert refused == (agg.max_byzantine(n) < 0), f'num_clients={n}: max_byzantine={agg.max_byzantine(n)}'

@@ -21,7 +21,7 @@ def _free_port() -> int:
 
 def _env():
   env = dict(os.environ)
-  # One CPU device per process (FACTS.md: several devices per process can deadlock collectives).
+  # One CPU device per process: several CPU devices per process can deadlock repeated collectives.
   env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=1 --xla_cpu_collective_timeout_seconds=60'
   env['JAX_PLATFORMS'] = 'cpu'
   return env

@@ -1,0 +1,75 @@
+"""The Algorithm contract, run over every name in the runner's registry (`builders.ALGORITHMS`):
+each builds from a tiny config, and one jitted step keeps the state's structure, shapes and dtypes,
+advances `state.round` by one, reports 'train_loss', and does not retrace on a second step.
+
+A new algorithm is covered by being registered in fedjax_lab/runner/builders.py; only the family
+decides which tiny config it starts from (server algorithms: digits FedAvg; decentralized: digits
+D-PSGD on a ring, every node every round).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import dpsgd_digits, fedavg_mnist1d
+from fedjax_lab.data import sampling
+from fedjax_lab.runner import builders
+
+NUM_CLIENTS = 8
+# Fields an algorithm needs beyond its family's tiny config (its own required arguments). A new
+# algorithm that fails to build here names the missing field: add it.
+REQUIRED_FIELDS = {'fedprox': {'prox_mu': 0.01}, 'local_sgd_gossip': {'local_steps': 2}}
+
+
+def _config(name):
+  if name in builders.DECENTRALIZED:
+    config = dpsgd_digits.get_config('smoke')
+    config.clients_per_round = NUM_CLIENTS
+    if name != 'dpsgd':
+      del config.algorithm.order  # only D-PSGD has orders
+  else:
+    config = fedavg_mnist1d.get_config('smoke')
+    config.data.name = 'digits'
+    config.data.partition = 'iid'
+    config.clients_per_round = 4
+  config.data.num_clients = NUM_CLIENTS
+  config.model.hidden = (8,)
+  config.algorithm.name = name
+  for field, value in REQUIRED_FIELDS.get(name, {}).items():
+    config.algorithm[field] = value
+  return config
+
+
+def _spec(tree):
+  return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x)), tree)
+
+
+@pytest.mark.parametrize('name', builders.ALGORITHMS)
+def test_one_step(name):
+  config = _config(name)
+  dataset = builders.build_dataset(config)
+  model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
+  algorithm = builders.build_algorithm(config, model, dataset.train, dataset.num_classes, None)
+  state = algorithm.init(model.init(jax.random.key(0)))
+  data = jax.tree.map(jnp.asarray, dataset.train)
+  traces = []
+
+  def step(state, key):
+    traces.append(1)
+    sample_key, step_key = jax.random.split(key)
+    inputs = sampling.sample_round(data, sample_key, config.clients_per_round,
+                                   gather=not algorithm.lazy_inputs)
+    return algorithm.step(state, inputs, step_key)
+
+  step = jax.jit(step)
+  new_state, metrics = step(state, jax.random.key(1))
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  assert _spec(new_state) == _spec(state)
+  assert int(new_state.round) == int(state.round) + 1
+  assert 'train_loss' in metrics and np.isfinite(float(metrics['train_loss']))
+  assert jax.tree.structure(new_state.params) == jax.tree.structure(state.params)
+
+  again, _ = step(new_state, jax.random.key(2))
+  assert int(again.round) == int(state.round) + 2
+  assert len(traces) == 1

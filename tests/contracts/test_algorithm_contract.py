@@ -1,6 +1,8 @@
 """The Algorithm contract, run over every name in the runner's registry (`builders.ALGORITHMS`):
-each builds from a tiny config, and one jitted step keeps the state's structure, shapes and dtypes,
-advances `state.round` by one, reports 'train_loss', and does not retrace on a second step.
+each builds from a tiny config, and one round through the engine's loop (with the sampler the
+algorithm declares, `train.make_sampler`) keeps the state's structure, shapes and dtypes, advances
+`state.round` by one, reports the shared metric names (`algorithms.base.METRICS`), declares valid
+`inputs` / `evaluates`, and does not retrace on a second round.
 
 A new algorithm is covered by being registered in fedjax_lab/runner/builders.py; only the family
 decides which tiny config it starts from (server algorithms: digits FedAvg; decentralized: digits
@@ -13,8 +15,9 @@ import numpy as np
 import pytest
 
 from configs import dpsgd_digits, fedavg_mnist1d
-from fedjax_lab.data import sampling
-from fedjax_lab.runner import builders
+from fedjax_lab import engine
+from fedjax_lab.algorithms import base
+from fedjax_lab.runner import builders, train
 
 NUM_CLIENTS = 8
 # Fields an algorithm needs beyond its family's tiny config (its own required arguments). A new
@@ -53,23 +56,25 @@ def test_one_step(name):
   algorithm = builders.build_algorithm(config, model, dataset.train, dataset.num_classes, None)
   state = algorithm.init(model.init(jax.random.key(0)))
   data = jax.tree.map(jnp.asarray, dataset.train)
+  assert algorithm.inputs in base.INPUTS and algorithm.evaluates in base.EVALUATES
   traces = []
+  inner_step = algorithm.step
 
-  def step(state, key):
+  def step(state, inputs, key):
     traces.append(1)
-    sample_key, step_key = jax.random.split(key)
-    inputs = sampling.sample_round(data, sample_key, config.clients_per_round,
-                                   gather=not algorithm.lazy_inputs)
-    return algorithm.step(state, inputs, step_key)
+    return inner_step(state, inputs, key)
 
-  step = jax.jit(step)
-  new_state, metrics = step(state, jax.random.key(1))
+  algorithm = algorithm._replace(step=step)
+  cohort = builders.cohort_size(config, dataset.train.num_clients)
+  sampler = train.make_sampler(algorithm, data, config.clients_per_round, 0.0, None, 'fixed_size', cohort)
+  new_state, metrics = engine.scan_rounds(algorithm, sampler, state, jax.random.key(1), 1)
   assert jax.tree.structure(new_state) == jax.tree.structure(state)
   assert _spec(new_state) == _spec(state)
   assert int(new_state.round) == int(state.round) + 1
-  assert 'train_loss' in metrics and np.isfinite(float(metrics['train_loss']))
+  assert set(base.METRICS) <= set(metrics), f'{name} misses {set(base.METRICS) - set(metrics)}'
+  assert np.isfinite(float(metrics['train_loss'][0]))
   assert jax.tree.structure(new_state.params) == jax.tree.structure(state.params)
 
-  again, _ = step(new_state, jax.random.key(2))
+  again, _ = engine.scan_rounds(algorithm, sampler, new_state, jax.random.key(1), 1)
   assert int(again.round) == int(state.round) + 2
   assert len(traces) == 1

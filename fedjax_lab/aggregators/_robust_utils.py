@@ -6,8 +6,15 @@ the device count) is *absent*: it is excluded from every order statistic and dis
 treated as a zero vector. Inside jit the number of present clients `n` is an array, so one
 compiled round serves any drop-out pattern; the static cohort size `C` bounds it.
 
-Sorting puts absent clients last by replacing their values with +inf; counts then say which
-positions are real. Pairwise distances put +inf on rows and columns of absent clients.
+Sorting puts absent clients last (a second sort key, so an absent client never ties with a present
++inf); counts then say which positions are real. Pairwise distances put +inf on rows and columns of
+absent clients.
+
+Masking, not multiplying. An absent client's slot may hold anything (NaN, Inf, 1e30: a dropped
+client's unfinished update, padding). Every weighted sum here selects rows with `jnp.where` before
+it adds them (`masked_sum`, `combine`, `mix`): a row whose coefficient is 0 adds exactly 0, never
+0 * inf = NaN. A present client whose update is non-finite is handled by each rule explicitly
+(see `finite_rows` and the rule's docstring).
 
 Placement: order statistics and distances need every client's values, so a rule first gathers the
 stack (`unshard`). Inputs placed with `NamedSharding(mesh, P('clients'))` on an *Explicit* mesh
@@ -65,6 +72,36 @@ def num_present(weights: jax.Array) -> jax.Array:
   return jnp.sum(present(weights)).astype(jnp.int32)
 
 
+def finite_rows(updates: PyTree) -> jax.Array:
+  """[C] bool: True for clients whose update holds no NaN or Inf (leaves [C, ...])."""
+  return jax.tree.reduce(
+      jnp.logical_and,
+      [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in jax.tree.leaves(updates)])
+
+
+def masked_sum(updates: PyTree, coefficients: jax.Array) -> PyTree:
+  """sum_i c_i u_i over the rows with c_i != 0, in float32; leaves [C, ...] -> [...].
+
+  A row whose coefficient is 0 adds exactly 0 even when it holds NaN or Inf (`where`, not a
+  product). A broadcast product and a sum, not tensordot: on an Explicit mesh a contraction over the
+  client-sharded axis is refused, while a reduction becomes the all-reduce it should be. Stacked
+  and streaming forms both sum through this function, so they agree bit for bit.
+
+  Args:
+    updates: pytree, leaves [C, ...].
+    coefficients: [C].
+  Returns:
+    pytree, float32 leaves [...].
+  """
+  coefficients = jnp.asarray(coefficients, jnp.float32)
+
+  def reduce(u):
+    c = coefficients.reshape((-1,) + (1,) * (u.ndim - 1))
+    return jnp.sum(jnp.where(c != 0, c * u.astype(jnp.float32), 0.0), axis=0)
+
+  return jax.tree.map(reduce, updates)
+
+
 def cohort_size(updates: PyTree) -> int:
   """Static C: the leading dimension shared by every leaf of `updates`."""
   leaves = jax.tree.leaves(updates)
@@ -79,20 +116,23 @@ def cohort_size(updates: PyTree) -> int:
 def sort_present(values: jax.Array, mask: jax.Array, *others: jax.Array):
   """Sorts `values` [C, ...] along the client axis with absent clients (mask [C] False) last.
 
-  Absent values become +inf, so the n present values fill positions 0..n-1 in ascending order.
-  `others` ([C, ...] or [C]) are permuted alongside (broadcast to values.shape). The sort is
-  stable, so ties keep client order.
+  The n present values fill positions 0..n-1 in ascending order; absent positions hold +inf.
+  Presence is a second sort key, so a present +inf still sorts before every absent client. A
+  present NaN has no order: it is sorted as +inf (the largest value, which an order statistic
+  with an honest majority ignores). `others` ([C, ...] or [C]) are permuted alongside (broadcast
+  to values.shape). The sort is stable, so ties keep client order.
 
   Returns:
     sorted values [C, ...] (float32), then each of `others` permuted the same way.
   """
   values = values.astype(jnp.float32)
   expand = lambda a: jnp.broadcast_to(a.reshape(a.shape + (1,) * (values.ndim - a.ndim)), values.shape)
-  keys = jnp.where(expand(mask), values, jnp.inf)
-  if not others:
-    return jnp.sort(keys, axis=0)
-  out = jax.lax.sort((keys,) + tuple(expand(o) for o in others), dimension=0, num_keys=1,
+  present_here = expand(mask)
+  keys = jnp.where(present_here & ~jnp.isnan(values), values, jnp.inf)
+  absent_key = (~present_here).astype(jnp.int32)
+  out = jax.lax.sort((keys, absent_key) + tuple(expand(o) for o in others), dimension=0, num_keys=2,
                      is_stable=True)
+  out = (out[0],) + tuple(out[2:])
   return out if len(out) > 1 else out[0]
 
 
@@ -127,17 +167,25 @@ def sq_norms(updates: PyTree) -> jax.Array:
 
 
 def combine(updates: PyTree, coefficients: jax.Array) -> PyTree:
-  """sum_i coefficients[i] * u_i: leaves [C, ...] -> [...] (in each leaf's dtype)."""
-  coefficients = coefficients.astype(jnp.float32)
-  return jax.tree.map(
-      lambda u: jnp.tensordot(coefficients, u.astype(jnp.float32), axes=1).astype(u.dtype), updates)
+  """sum_i coefficients[i] * u_i over rows with a nonzero coefficient (`masked_sum`): leaves
+  [C, ...] -> [...] (in each leaf's dtype)."""
+  return jax.tree.map(lambda s, u: s.astype(u.dtype), masked_sum(updates, coefficients), updates)
 
 
 def mix(updates: PyTree, matrix: jax.Array) -> PyTree:
-  """Row-mixes the cohort: out_i = sum_j matrix[i, j] * u_j; leaves [C, ...] -> [C, ...]."""
+  """Row-mixes the cohort: out_i = sum_j matrix[i, j] * u_j; leaves [C, ...] -> [C, ...].
+
+  A client j whose column is all zero (absent) is zeroed before the product, so garbage in its
+  slot (NaN, Inf) cannot reach any output row.
+  """
   matrix = matrix.astype(jnp.float32)
-  return jax.tree.map(
-      lambda u: jnp.tensordot(matrix, u.astype(jnp.float32), axes=1).astype(u.dtype), updates)
+  used = jnp.any(matrix != 0, axis=0)
+
+  def mix_leaf(u):
+    kept = jnp.where(used.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0)
+    return jnp.tensordot(matrix, kept, axes=1).astype(u.dtype)
+
+  return jax.tree.map(mix_leaf, updates)
 
 
 def scale_rows(updates: PyTree, scale: jax.Array) -> PyTree:
@@ -217,6 +265,12 @@ def sq_distances_to(updates: PyTree, point: PyTree) -> jax.Array:
 
 
 def clip_factors(sq_norm: jax.Array, radius) -> jax.Array:
-  """min(1, radius / ||x||) from squared norms [C] (1 where the norm is 0)."""
+  """min(1, radius / ||x||) from squared norms [C] (1 where the norm is 0).
+
+  A non-finite norm (NaN or Inf in x, or a squared norm beyond float32's range) gives factor 0:
+  such a vector has no direction to keep, so it is clipped to nothing. Multiply with `where`
+  (`masked_sum`), since 0 * inf is NaN.
+  """
   norm = jnp.sqrt(sq_norm)
-  return jnp.where(norm > radius, radius / jnp.where(norm > 0, norm, 1.0), 1.0)
+  factor = jnp.where(norm > radius, radius / jnp.where(norm > 0, norm, 1.0), 1.0)
+  return jnp.where(jnp.isfinite(norm), factor, 0.0)

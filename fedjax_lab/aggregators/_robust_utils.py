@@ -167,9 +167,28 @@ def sq_norms(updates: PyTree) -> jax.Array:
 
 
 def combine(updates: PyTree, coefficients: jax.Array) -> PyTree:
-  """sum_i coefficients[i] * u_i over rows with a nonzero coefficient (`masked_sum`): leaves
-  [C, ...] -> [...] (in each leaf's dtype)."""
-  return jax.tree.map(lambda s, u: s.astype(u.dtype), masked_sum(updates, coefficients), updates)
+  """sum_i coefficients[i] * u_i over rows with a nonzero coefficient: leaves [C, ...] -> [...]
+  (in each leaf's dtype). A row with coefficient 0 adds exactly 0 whatever it holds."""
+  coefficients = jnp.asarray(coefficients, jnp.float32)
+  return contract(zero_rows(updates, coefficients != 0), coefficients)
+
+
+def zero_rows(updates: PyTree, keep: jax.Array) -> PyTree:
+  """Rows with keep [C] False replaced by exact zeros (`where`); leaves [C, ...] -> [C, ...].
+
+  Loops whose excluded rows do not change (Weiszfeld, centered clipping) clean the stack once
+  and then `contract` it, which XLA runs as a matrix-vector product.
+  """
+  return jax.tree.map(
+      lambda u: jnp.where(keep.reshape((-1,) + (1,) * (u.ndim - 1)), u, jnp.zeros((), u.dtype)), updates)
+
+
+def contract(updates: PyTree, coefficients: jax.Array) -> PyTree:
+  """sum_i coefficients[i] * u_i by tensordot: only for stacks whose unused rows are exact zeros
+  (`zero_rows`) and coefficients that are finite. Leaves [C, ...] -> [...] (each leaf's dtype)."""
+  coefficients = jnp.asarray(coefficients, jnp.float32)
+  return jax.tree.map(
+      lambda u: jnp.tensordot(coefficients, u.astype(jnp.float32), axes=1).astype(u.dtype), updates)
 
 
 def mix(updates: PyTree, matrix: jax.Array) -> PyTree:

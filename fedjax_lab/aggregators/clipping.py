@@ -44,12 +44,14 @@ def centered_clip(updates, weights, center, tau: float, iterations: int, weighte
   """
   updates, weights = ru.unshard((updates, weights))
   a = ru.mean_weights(weights, weighted)
-  mask = ru.present(weights)
+  # A present non-finite row has no finite distance to any v: clip factor 0 (it stays in a's 1/n).
+  usable = ru.present(weights) & ru.finite_rows(updates)
+  # Unusable rows become exact zeros once, so the loop contracts a clean stack (0 * 0, never 0 * NaN).
+  updates = ru.zero_rows(updates, usable)
 
   def step(_, v):
-    # An absent client's distance may be NaN: where, not a product, keeps its coefficient 0.
-    coefficient = jnp.where(mask, a * ru.clip_factors(ru.sq_distances_to(updates, v), tau), 0.0)
-    moved = ru.combine(updates, coefficient)
+    coefficient = jnp.where(usable, a * ru.clip_factors(ru.sq_distances_to(updates, v), tau), 0.0)
+    moved = ru.contract(updates, coefficient)
     keep = 1.0 - jnp.sum(coefficient)
     return jax.tree.map(lambda c, m: (keep * c.astype(jnp.float32) + m.astype(jnp.float32)).astype(c.dtype),
                         v, moved)

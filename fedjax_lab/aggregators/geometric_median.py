@@ -35,14 +35,15 @@ def smoothed_weiszfeld(updates, weights, nu: float, iterations: int, weighted: b
   updates, weights = ru.unshard((updates, weights))
   usable = ru.present(weights) & ru.finite_rows(updates)
   alpha = ru.mean_weights(jnp.where(usable, weights, 0.0), weighted)
+  # Unusable rows become exact zeros once, so the loop contracts a clean stack (0 * 0, never 0 * NaN).
+  updates = ru.zero_rows(updates, usable)
 
   def step(_, point):
     distance = jnp.sqrt(ru.sq_distances_to(updates, point))
-    # where, not a product: an absent client's distance may be NaN, and 0 / NaN is NaN.
     beta = jnp.where(usable, alpha / jnp.maximum(nu, distance), 0.0)
-    return ru.combine(updates, ru.safe_divide(beta, jnp.sum(beta)))
+    return ru.contract(updates, ru.safe_divide(beta, jnp.sum(beta)))
 
-  return jax.lax.fori_loop(0, iterations, step, ru.combine(updates, alpha))
+  return jax.lax.fori_loop(0, iterations, step, ru.contract(updates, alpha))
 
 
 def geometric_median(nu: float = 1e-6, iterations: int = 5, weighted: bool = True,

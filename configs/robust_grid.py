@@ -91,7 +91,7 @@ def defence_sections(clients_per_round: int, max_fraction: float) -> dict:
   return {
       'mean': {'name': 'mean'},
       'median': {'name': 'median'},
-      'trimmed_mean': {'name': 'trimmed_mean', 'beta': max_fraction},
+      'trimmed_mean': {'name': 'trimmed_mean', 'f': f},  # the same f as Krum (not beta = fraction)
       'krum': {'name': 'krum', 'f': f},
       'multi_krum': {'name': 'multi_krum', 'f': f},
       'bulyan': {'name': 'bulyan', 'f': min(f, (clients_per_round - 3) // 4)},

@@ -146,6 +146,36 @@ def num_present(weights: jax.Array) -> jax.Array:
   return jnp.sum(present(weights)).astype(jnp.int32)
 
 
+def finite_rows(updates: PyTree) -> jax.Array:
+  """[C] bool: True for clients whose update holds no NaN or Inf (leaves [C, ...])."""
+  return jax.tree.reduce(
+      jnp.logical_and,
+      [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in jax.tree.leaves(updates)])
+
+
+def masked_sum(updates: PyTree, coefficients: jax.Array) -> PyTree:
+  """sum_i c_i u_i over the rows with c_i != 0, in float32; leaves [C, ...] -> [...].
+
+  A row whose coefficient is 0 adds exactly 0 even when it holds NaN or Inf (`where`, not a
+  product). A broadcast product and a sum, not tensordot: on an Explicit mesh a contraction over the
+  client-sharded axis is refused, while a reduction becomes the all-reduce it should be. Stacked
+  and streaming forms both sum through this function, so they agree bit for bit.
+
+  Args:
+    updates: pytree, leaves [C, ...].
+    coefficients: [C].
+  Returns:
+    pytree, float32 leaves [...].
+  """
+  coefficients = jnp.asarray(coefficients, jnp.float32)
+
+  def reduce(u):
+    c = coefficients.reshape((-1,) + (1,) * (u.ndim - 1))
+    return jnp.sum(jnp.where(c != 0, c * u.astype(jnp.float32), 0.0), axis=0)
+
+  return jax.tree.map(reduce, updates)
+
+
 def cohort_size(updates: PyTree) -> int:
   """Static C: the leading dimension shared by every leaf of `updates`."""
   leaves = jax.tree.leaves(updates)
@@ -174,17 +204,44 @@ def mean_weights(weights: jax.Array, weighted: bool) -> jax.Array:
 
 
 def combine(updates: PyTree, coefficients: jax.Array) -> PyTree:
-  """sum_i coefficients[i] * u_i: leaves [C, ...] -> [...] (in each leaf's dtype)."""
-  coefficients = coefficients.astype(jnp.float32)
+  """sum_i coefficients[i] * u_i over rows with a nonzero coefficient: leaves [C, ...] -> [...]
+  (in each leaf's dtype). A row with coefficient 0 adds exactly 0 whatever it holds."""
+  coefficients = jnp.asarray(coefficients, jnp.float32)
+  return contract(zero_rows(updates, coefficients != 0), coefficients)
+
+
+def zero_rows(updates: PyTree, keep: jax.Array) -> PyTree:
+  """Rows with keep [C] False replaced by exact zeros (`where`); leaves [C, ...] -> [C, ...].
+
+  Loops whose excluded rows do not change (Weiszfeld, centered clipping) clean the stack once
+  and then `contract` it, which XLA runs as a matrix-vector product.
+  """
+  return jax.tree.map(
+      lambda u: jnp.where(keep.reshape((-1,) + (1,) * (u.ndim - 1)), u, jnp.zeros((), u.dtype)), updates)
+
+
+def contract(updates: PyTree, coefficients: jax.Array) -> PyTree:
+  """sum_i coefficients[i] * u_i by tensordot: only for stacks whose unused rows are exact zeros
+  (`zero_rows`) and coefficients that are finite. Leaves [C, ...] -> [...] (each leaf's dtype)."""
+  coefficients = jnp.asarray(coefficients, jnp.float32)
   return jax.tree.map(
       lambda u: jnp.tensordot(coefficients, u.astype(jnp.float32), axes=1).astype(u.dtype), updates)
 
 
 def mix(updates: PyTree, matrix: jax.Array) -> PyTree:
-  """Row-mixes the cohort: out_i = sum_j matrix[i, j] * u_j; leaves [C, ...] -> [C, ...]."""
+  """Row-mixes the cohort: out_i = sum_j matrix[i, j] * u_j; leaves [C, ...] -> [C, ...].
+
+  A client j whose column is all zero (absent) is zeroed before the product, so garbage in its
+  slot (NaN, Inf) cannot reach any output row.
+  """
   matrix = matrix.astype(jnp.float32)
-  return jax.tree.map(
-      lambda u: jnp.tensordot(matrix, u.astype(jnp.float32), axes=1).astype(u.dtype), updates)
+  used = jnp.any(matrix != 0, axis=0)
+
+  def mix_leaf(u):
+    kept = jnp.where(used.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0)
+    return jnp.tensordot(matrix, kept, axes=1).astype(u.dtype)
+
+  return jax.tree.map(mix_leaf, updates)
 
 
 def scale_rows(updates: PyTree, scale: jax.Array) -> PyTree:
@@ -228,9 +285,15 @@ def pairwise_sq_distances(updates: PyTree) -> jax.Array:
 
 
 def clip_factors(sq_norm: jax.Array, radius) -> jax.Array:
-  """min(1, radius / ||x||) from squared norms [C] (1 where the norm is 0)."""
+  """min(1, radius / ||x||) from squared norms [C] (1 where the norm is 0).
+
+  A non-finite norm (NaN or Inf in x, or a squared norm beyond float32's range) gives factor 0:
+  such a vector has no direction to keep, so it is clipped to nothing. Multiply with `where`
+  (`masked_sum`), since 0 * inf is NaN.
+  """
   norm = jnp.sqrt(sq_norm)
-  return jnp.where(norm > radius, radius / jnp.where(norm > 0, norm, 1.0), 1.0)
+  factor = jnp.where(norm > radius, radius / jnp.where(norm > 0, norm, 1.0), 1.0)
+  return jnp.where(jnp.isfinite(norm), factor, 0.0)
 
 
 # ------------------------------------------------------------------- validation

@@ -12,6 +12,18 @@ stack, so memory is one client's (or one chunk's) whatever C is. Streaming: `mea
 Not streaming (they need the whole stack, C x model bytes): `median`, `trimmed_mean`, `krum`,
 `multi_krum`, `bulyan`, `geometric_median` (order statistics, distances, Weiszfeld iterations) and
 `centered_clipping` (iterations over the stack).
+
+Excluded clients cannot leak. A client with weight 0 (dropped, padding, rejected) may hold
+anything in its slot, NaN and Inf included; every aggregator selects rows with `jnp.where` before
+it sums (`masked_sum`), so such a row changes nothing. A streaming aggregator's stacked form sums
+exactly what its streaming form sums (`streamed_sums`), so the two agree bit for bit on the same
+stack (`streamed_aggregate` evaluates the streaming form on a stack).
+
+Breakdown conditions. A robust rule that holds only while enough clients report (Krum's
+n > 2f + 2, Bulyan's n >= 4f + 3, the trimmed mean's 2f < n, an honest majority 2f < n) carries
+`breakdown_ok(num_reporting) -> [] bool`, a pure function of the round's count of clients with
+weight > 0. It is checked on the static cohort size before compiling, and `round_metrics` evaluates
+it inside the jitted round on the clients that actually reported (drop-out can leave fewer).
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.cohort import RoundContext
+from fedjax_lab.cohort import RoundContext, masked_sum
 
 PyTree = Any
 
@@ -67,6 +79,9 @@ class Aggregator(NamedTuple):
       built, is guaranteed to resist; negative when its breakdown condition fails at n (Krum built
       for f needs n > 2f + 2). None when the rule makes no such guarantee (the mean, clipping and
       DP rules, whose protection is a bound on each client's influence, not a count).
+    breakdown_ok: `num_reporting` ([] int32, clients with weight > 0 this round) -> [] bool, True while
+      the rule's guarantee holds; pure and jittable; `round_metrics` turns it into the round's
+      'breakdown_violated' metric. None for rules without a breakdown condition.
   """
 
   init: Callable[[PyTree], PyTree]
@@ -74,6 +89,7 @@ class Aggregator(NamedTuple):
   streaming_form: StreamingForm | None = None
   needs_honest_majority: bool = False
   max_byzantine: Callable[[int], int] | None = None
+  breakdown_ok: Callable[[jax.Array], jax.Array] | None = None
 
   @property
   def streaming(self) -> bool:
@@ -115,38 +131,69 @@ def divide_by_total(sums: PyTree, total: jax.Array, like: PyTree = None) -> PyTr
   return cast_like(jax.tree.map(lambda s: s / safe, sums), like)
 
 
+def streamed_sums(form: StreamingForm, updates: PyTree, weights: jax.Array) -> tuple[PyTree, jax.Array]:
+  """The running sum a StreamingForm keeps, computed on the stack.
+
+  Args:
+    form: the aggregator's StreamingForm.
+    updates: pytree, leaves [C, ...].
+    weights: [C] aggregation weights (ctx.weights).
+  Returns:
+    (sums with float32 leaves [...], total sum weight [] float32). A client whose sum weight is 0
+    adds exactly 0 whatever its slot holds.
+  """
+  weights = jnp.asarray(weights, jnp.float32)
+  sum_weights = jax.vmap(form.sum_weight)(weights)
+  mapped = jax.vmap(form.client_map)(updates, weights)
+  return masked_sum(mapped, sum_weights), jnp.sum(sum_weights)
+
+
 def streamed_aggregate(form: StreamingForm, updates: PyTree, state: PyTree, ctx: RoundContext):
   """Evaluates a StreamingForm on the stacked updates (leaves [C, ...]): what streaming computes.
 
-  Useful to check an aggregator's `aggregate` against its streaming form.
+  Useful to check an aggregator's `aggregate` against its streaming form (bit for bit when the
+  updates have the params' dtype: both go through `streamed_sums`).
   """
-  sum_weights = jax.vmap(form.sum_weight)(ctx.weights)
-  mapped = jax.vmap(form.client_map)(updates, ctx.weights)
-  keep = sum_weights > 0
-  sums = jax.tree.map(lambda u: jnp.tensordot(sum_weights, jnp.where(
-      keep.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0), axes=1), mapped)
-  return form.finalize(sums, jnp.sum(sum_weights), state, ctx)
+  sums, total = streamed_sums(form, updates, ctx.weights)
+  return form.finalize(sums, total, state, ctx)
+
+
+def dtypes_of(updates: PyTree) -> PyTree:
+  """One client's dtypes (leaves [C, ...] -> ShapeDtypeStruct [...]), for `cast_like`."""
+  return jax.tree.map(lambda u: jax.ShapeDtypeStruct(u.shape[1:], u.dtype), updates)
 
 
 def weighted_mean(updates: PyTree, weights: jax.Array) -> PyTree:
   """sum_i w_i u_i / sum_i w_i over the leading axis; 0 when all weights are 0.
 
+  Rows with w_i = 0 are masked out (`where`), so NaN or Inf in an excluded slot cannot leak; a
+  NaN in a row with w_i > 0 propagates (the plain mean has no defence; FedAvg's divergence check
+  sees it).
+
   Args:
     updates: pytree, leaves [C, ...].
     weights: [C] non-negative.
   Returns:
-    pytree, leaves [...].
+    pytree, leaves [...] (each leaf's dtype).
   """
   weights = jnp.asarray(weights, jnp.float32)
-  total = jnp.sum(weights)
-  scale = jnp.where(total > 0, 1.0 / jnp.where(total > 0, total, 1.0), 0.0)
-  scaled = weights * scale
-  # A broadcast product and a sum, not tensordot: on an Explicit mesh a contraction over the
-  # client-sharded axis is refused, while a reduction becomes the all-reduce it should be.
-  def reduce(u):
-    w = scaled.reshape((-1,) + (1,) * (u.ndim - 1))
-    return jnp.sum(w * u.astype(jnp.float32), axis=0).astype(u.dtype)
-  return jax.tree.map(reduce, updates)
+  return divide_by_total(masked_sum(updates, weights), jnp.sum(weights), dtypes_of(updates))
+
+
+def round_metrics(aggregator: Aggregator, weights: jax.Array) -> dict[str, jax.Array]:
+  """The aggregator's per-round diagnostics, for the algorithm's metrics (inside jit).
+
+  Args:
+    aggregator: the round's Aggregator.
+    weights: [C] the round's aggregation weights (ctx.weights); reporting = weight > 0.
+  Returns:
+    {'breakdown_violated': [] int32, 1 when the rule's breakdown condition fails on the clients
+    that reported this round (summed over rounds it counts them)}; {} for a rule without one.
+  """
+  if aggregator.breakdown_ok is None:
+    return {}
+  num_reporting = jnp.sum(jnp.asarray(weights) > 0).astype(jnp.int32)
+  return {'breakdown_violated': (~aggregator.breakdown_ok(num_reporting)).astype(jnp.int32)}
 
 
 def mean() -> Aggregator:
@@ -156,6 +203,7 @@ def mean() -> Aggregator:
       sum_weight=lambda weight: jnp.asarray(weight, jnp.float32),
       finalize=lambda sums, total, state, ctx: (divide_by_total(sums, total, ctx.params), state),
   )
+  # The stacked form is the streaming form's sum over the stack (weighted_mean), so the two agree.
   return Aggregator(
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (weighted_mean(updates, ctx.weights), state),

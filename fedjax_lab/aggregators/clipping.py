@@ -1,4 +1,12 @@
-"""Clipping aggregators: centered clipping (stateful) and the norm-bounded mean."""
+"""Clipping aggregators: centered clipping (stateful) and the norm-bounded mean.
+
+Non-finite updates. An absent client (weight 0) never enters either rule, whatever it holds. A
+present client whose update (or distance to the center) is non-finite is *clipped to nothing*: its
+clip factor is 0 (`clip_factors`), so it contributes the zero vector (norm-bounded mean) or no move
+away from the center (centered clipping), and it still counts in the denominator. Both are points
+inside the clipping ball, so the rule's bound on one client's influence holds, and a NaN can no
+longer pass unclipped (a NaN distance is never > radius, so `min(1, tau / d)` alone let it through).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from fedjax_lab.aggregators import _robust_utils as ru
-from fedjax_lab.aggregators.base import Aggregator, StreamingForm, divide_by_total, present_weight
+from fedjax_lab.aggregators.base import (Aggregator, StreamingForm, divide_by_total, dtypes_of, present_weight,
+                                         streamed_sums)
 
 PyTree = Any
 
@@ -30,14 +39,19 @@ def centered_clip(updates, weights, center, tau: float, iterations: int, weighte
     iterations: number of clipping steps L.
     weighted: a_i = normalised weights (True) or 1/n over present clients (the paper).
   Returns:
-    pytree, leaves [...] (the center itself when no client is present).
+    pytree, leaves [...] (the center itself when no client is present). A present client at a
+    non-finite distance from v is clipped to nothing (it does not move v).
   """
   updates, weights = ru.unshard((updates, weights))
   a = ru.mean_weights(weights, weighted)
+  # A present non-finite row has no finite distance to any v: clip factor 0 (it stays in a's 1/n).
+  usable = ru.present(weights) & ru.finite_rows(updates)
+  # Unusable rows become exact zeros once, so the loop contracts a clean stack (0 * 0, never 0 * NaN).
+  updates = ru.zero_rows(updates, usable)
 
   def step(_, v):
-    coefficient = a * ru.clip_factors(ru.sq_distances_to(updates, v), tau)
-    moved = ru.combine(updates, coefficient)
+    coefficient = jnp.where(usable, a * ru.clip_factors(ru.sq_distances_to(updates, v), tau), 0.0)
+    moved = ru.contract(updates, coefficient)
     keep = 1.0 - jnp.sum(coefficient)
     return jax.tree.map(lambda c, m: (keep * c.astype(jnp.float32) + m.astype(jnp.float32)).astype(c.dtype),
                         v, moved)
@@ -73,11 +87,28 @@ def centered_clipping(tau: float, iterations: int = 1, weighted: bool = False) -
   return Aggregator(init, aggregate, needs_honest_majority=False, max_byzantine=None)
 
 
+def _clip_to_norm(update, max_norm: float):
+  """One client's update scaled to norm <= max_norm; zeros when its norm is not finite."""
+  stacked = jax.tree.map(lambda u: u[None], update)
+  factor = ru.clip_factors(ru.sq_norms(stacked), max_norm)[0]
+  return jax.tree.map(lambda u: jnp.where(factor > 0, factor * u.astype(jnp.float32), 0.0).astype(u.dtype), update)
+
+
+def _norm_bounded_form(max_norm: float, weighted: bool) -> StreamingForm:
+  return StreamingForm(
+      client_map=lambda update, weight: _clip_to_norm(update, max_norm),
+      sum_weight=(lambda weight: jnp.asarray(weight, jnp.float32)) if weighted else present_weight,
+      finalize=lambda sums, total, state, ctx: (divide_by_total(sums, total, ctx.params), state))
+
+
 def norm_bounded_mean_aggregate(updates, weights, max_norm: float, weighted: bool = True):
-  """Weighted mean of the updates after scaling each to norm <= max_norm. Leaves [C, ...] -> [...]."""
-  updates, weights = ru.unshard((updates, weights))
-  factors = ru.clip_factors(ru.sq_norms(updates), max_norm)
-  return ru.combine(updates, ru.mean_weights(weights, weighted) * factors)
+  """Weighted mean of the updates after scaling each to norm <= max_norm. Leaves [C, ...] -> [...].
+
+  The streaming form's sum evaluated on the stack, so both paths agree bit for bit. A present
+  update with a non-finite norm counts as the zero vector.
+  """
+  sums, total = streamed_sums(_norm_bounded_form(max_norm, weighted), updates, weights)
+  return divide_by_total(sums, total, dtypes_of(updates))
 
 
 def norm_bounded_mean(max_norm: float, weighted: bool = True) -> Aggregator:
@@ -91,17 +122,7 @@ def norm_bounded_mean(max_norm: float, weighted: bool = True) -> Aggregator:
     Aggregator (stateless; streams: clipping is per client, then a weighted mean).
   """
   max_norm = ru.check_positive(max_norm, 'max_norm')
-
-  def client_map(update, weight):
-    del weight
-    stacked = jax.tree.map(lambda u: u[None], update)
-    factor = ru.clip_factors(ru.sq_norms(stacked), max_norm)[0]
-    return jax.tree.map(lambda u: (factor * u.astype(jnp.float32)).astype(u.dtype), update)
-
-  form = StreamingForm(
-      client_map=client_map,
-      sum_weight=(lambda weight: jnp.asarray(weight, jnp.float32)) if weighted else present_weight,
-      finalize=lambda sums, total, state, ctx: (divide_by_total(sums, total, ctx.params), state))
+  form = _norm_bounded_form(max_norm, weighted)
   return Aggregator(
       init=lambda params: (),
       aggregate=lambda updates, state, ctx: (

@@ -10,7 +10,9 @@ the realised count would make the denominator itself data dependent under Poisso
     update = (sum_{i participating} clip(u_i, C) + N(0, sigma^2 C^2 I)) / expected_clients_per_round
 
 `ctx.weights > 0` marks participating clients (0: dropped out or padding); the weights' values are
-otherwise ignored. The epsilon of a run comes from `fedjax_lab.privacy.accounting`.
+otherwise ignored. A non-participant's slot never enters the sum, whatever it holds (`where`). A
+participant whose update holds NaN or Inf contributes the zero vector (it cannot be clipped: it has
+no direction); zero is within the clipping ball, so the sensitivity C is unchanged. The epsilon of a run comes from `fedjax_lab.privacy.accounting`.
 
 Every step but the noise is per client, and the noise is added once to the sum, so the aggregator
 streams (`StreamingForm`): FedAvg clips each client inside the client loop, keeps a running sum of
@@ -26,9 +28,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedjax_lab.aggregators.base import Aggregator, StreamingForm, cast_like, present_weight
+from fedjax_lab.aggregators import _robust_utils as ru
+from fedjax_lab.aggregators.base import Aggregator, StreamingForm, cast_like, dtypes_of, present_weight, streamed_sums
 from fedjax_lab.cohort import RoundContext
-from fedjax_lab.transforms.clipping import clip_one, clip_updates, validate_clip_norm
+from fedjax_lab.transforms.clipping import clip_one, validate_clip_norm
 from fedjax_lab.transforms.noise import add_gaussian_noise
 
 PyTree = Any
@@ -48,11 +51,16 @@ def dp_sum(updates: PyTree, participating: jax.Array, clip_norm: float, noise_st
   Returns:
     pytree, leaves [...] (float32).
   """
-  clipped, _ = clip_updates(updates, clip_norm)
+  clipped = jax.vmap(lambda u: _clip_or_zero(u, clip_norm))(updates)
   # where, not a product: a non-participant's slot may hold garbage (inf, nan) and must not leak in.
-  keep = lambda u: jnp.where(participating.reshape((-1,) + (1,) * (u.ndim - 1)), u.astype(jnp.float32), 0.0)
-  summed = jax.tree.map(lambda u: jnp.sum(keep(u), axis=0), clipped)
+  summed = ru.masked_sum(clipped, jnp.asarray(participating).astype(jnp.float32))
   return add_gaussian_noise(summed, noise_stddev, rng)
+
+
+def _clip_or_zero(update: PyTree, clip_norm: float) -> PyTree:
+  """One client's update clipped to norm clip_norm; zeros when it holds NaN or Inf."""
+  finite = ru.finite_rows(jax.tree.map(lambda u: u[None], update))[0]
+  return jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), clip_one(update, clip_norm))
 
 
 def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_round: float) -> Aggregator:
@@ -76,17 +84,21 @@ def dp_mean(clip_norm: float, noise_multiplier: float, expected_clients_per_roun
     raise ValueError(f'expected_clients_per_round={expected_clients_per_round} must be > 0.')
   noise_stddev = noise_multiplier * clip_norm
 
-  def aggregate(updates, state, ctx: RoundContext):
-    total = dp_sum(updates, ctx.weights > 0, clip_norm, noise_stddev, ctx.rng)
-    mean = jax.tree.map(lambda s, u: (s / expected_clients_per_round).astype(u.dtype), total, updates)
-    return mean, state
+  def noisy_mean(sums, rng):
+    noisy = add_gaussian_noise(sums, noise_stddev, rng)
+    return jax.tree.map(lambda s: s / expected_clients_per_round, noisy)
 
   def finalize(sums, total_weight, state, ctx: RoundContext):
     del total_weight  # the fixed denominator, not the realised count
-    noisy = add_gaussian_noise(sums, noise_stddev, ctx.rng)
-    return cast_like(jax.tree.map(lambda s: s / expected_clients_per_round, noisy), ctx.params), state
+    return cast_like(noisy_mean(sums, ctx.rng), ctx.params), state
 
-  form = StreamingForm(client_map=lambda update, weight: clip_one(update, clip_norm),
+  form = StreamingForm(client_map=lambda update, weight: _clip_or_zero(update, clip_norm),
                        sum_weight=present_weight, finalize=finalize)
+
+  def aggregate(updates, state, ctx: RoundContext):
+    # The streaming form's sum on the stack: stacked and streaming agree bit for bit.
+    sums, _ = streamed_sums(form, updates, ctx.weights)
+    return cast_like(noisy_mean(sums, ctx.rng), dtypes_of(updates)), state
+
   return Aggregator(init=lambda params: (), aggregate=aggregate, streaming_form=form,
                     needs_honest_majority=False, max_byzantine=None)

@@ -5,6 +5,14 @@ Scores follow Blanchard et al. exactly: client i's score is the sum of squared d
 n - f - 2 nearest *other* updates (libraries disagree: some count i itself, some use n - f
 neighbours). Only present clients (weight > 0) are scored or counted as neighbours. Ties in the
 score go to the lower client index.
+
+Non-finite updates. An absent client never enters a distance, a score or the average, whatever
+its slot holds. A present client whose update holds NaN or Inf is infinitely far from everyone:
+its distances are +inf, it counts in n (it reported; it is one of the f), and it is never selected
+(finite candidates rank first even when their scores are +inf).
+
+Breakdown. `breakdown_ok(n)` is the rule's condition on the clients that reported this round
+(n > 2f + 2 for Krum and Multi-Krum, n >= 4f + 3 for Bulyan); `base.round_metrics` reports it.
 """
 
 from __future__ import annotations
@@ -40,6 +48,30 @@ def _check_f(f):
   return ru.check_int(f, 'f', 0)
 
 
+def finite_sq_distances(updates, finite) -> jax.Array:
+  """[C, C] pairwise squared distances with +inf wherever a row is non-finite (finite [C] False)
+  or the distance overflowed: a non-finite update is infinitely far from every other."""
+  sq = ru.pairwise_sq_distances(updates)
+  ok = finite[:, None] & finite[None, :] & ~jnp.isnan(sq)
+  return jnp.where(ok, sq, jnp.inf)
+
+
+def _rank(scores, candidate):
+  """[C] int32 rank of each client: candidates first by score (ties: lower index), then the rest."""
+  order = jnp.lexsort((scores, ~candidate))
+  return jnp.zeros_like(order).at[order].set(jnp.arange(order.shape[0], dtype=order.dtype))
+
+
+def krum_condition_ok(num_reporting, f: int):
+  """[] bool: n > 2f + 2 (Krum, Multi-Krum) for the count of reporting clients."""
+  return jnp.asarray(num_reporting) > 2 * f + 2
+
+
+def bulyan_condition_ok(num_reporting, f: int):
+  """[] bool: n >= 4f + 3 (Bulyan) for the count of reporting clients."""
+  return jnp.asarray(num_reporting) >= 4 * f + 3
+
+
 def _krum_condition(name, f):
   def condition(n):
     if not n > 2 * f + 2:
@@ -59,15 +91,17 @@ def multi_krum_aggregate(updates, weights, f: int, m: int | None = None, weighte
     m: how many to average (None: n - f, with n the present count); m = 1 is Krum.
     weighted: average the selected updates with their weights instead of uniformly.
   Returns:
-    pytree, leaves [...].
+    pytree, leaves [...]; zeros when no present client has a finite update.
   """
   updates, weights = ru.unshard((updates, weights))
   mask = ru.present(weights)
+  finite = ru.finite_rows(updates)
   n = jnp.sum(mask).astype(jnp.int32)
-  scores = krum_scores(ru.pairwise_sq_distances(updates), mask, f)
-  rank = jnp.argsort(jnp.argsort(scores, stable=True), stable=True)
+  scores = krum_scores(finite_sq_distances(updates, finite), mask, f)
+  candidate = mask & finite
+  rank = _rank(scores, candidate)
   count = jnp.maximum(n - f, 1) if m is None else m
-  selected = mask & (rank < count)
+  selected = candidate & (rank < count)
   return ru.combine(updates, ru.mean_weights(jnp.where(selected, weights, 0.0), weighted))
 
 
@@ -87,7 +121,8 @@ def krum(f: int, num_clients: int | None = None) -> Aggregator:
   _check_f(f)
   aggregate = lambda updates, state, ctx: (multi_krum_aggregate(updates, ctx.weights, f, 1), state)
   return Aggregator(lambda params: (), ru.validated(_krum_condition('krum', f), num_clients, aggregate),
-                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 2 * f + 3))
+                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 2 * f + 3),
+                    breakdown_ok=lambda n: krum_condition_ok(n, f))
 
 
 def multi_krum(f: int, m: int | None = None, weighted: bool = False,
@@ -113,26 +148,32 @@ def multi_krum(f: int, m: int | None = None, weighted: bool = False,
       multi_krum_aggregate(updates, ctx.weights, f, m, weighted), state)
   return Aggregator(lambda params: (),
                     ru.validated(_krum_condition('multi_krum', f), num_clients, aggregate),
-                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 2 * f + 3))
+                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 2 * f + 3),
+                    breakdown_ok=lambda n: krum_condition_ok(n, f))
 
 
-def bulyan_select(sq_distances: jax.Array, mask: jax.Array, f: int) -> jax.Array:
+def bulyan_select(sq_distances: jax.Array, mask: jax.Array, f: int, finite: jax.Array | None = None
+                  ) -> jax.Array:
   """Bulyan's selection: theta = n - 2f rounds of Krum, each removing its pick from the pool.
 
   Args:
-    sq_distances: [C, C].
+    sq_distances: [C, C] (+inf to and from non-finite updates).
     mask: [C] bool present clients.
     f: assumed Byzantine count.
+    finite: [C] bool, clients that may be picked (default: all); the others stay in the pool
+      as neighbours at +inf but are never selected.
   Returns:
-    [C] bool, the theta selected clients (at least one when any client is present).
+    [C] bool, the theta selected clients (at least one when a finite client is present).
   """
   num = mask.shape[0]
+  finite = jnp.ones_like(mask) if finite is None else finite
   theta = jnp.maximum(jnp.sum(mask).astype(jnp.int32) - 2 * f, 1)
 
   def body(step, selected):
     remaining = mask & ~selected
-    pick = jnp.argmin(krum_scores(sq_distances, remaining, f))
-    active = (step < theta) & jnp.any(remaining)
+    candidate = remaining & finite
+    pick = jnp.argmin(_rank(krum_scores(sq_distances, remaining, f), candidate))
+    active = (step < theta) & jnp.any(candidate)
     return selected.at[pick].set(selected[pick] | active)
 
   return jax.lax.fori_loop(0, num, body, jnp.zeros((num,), bool))
@@ -154,7 +195,8 @@ def bulyan_aggregate(updates, weights, f: int):
   """Bulyan over the present clients; see `bulyan`. Leaves [C, ...] -> [...]."""
   updates, weights = ru.unshard((updates, weights))
   mask = ru.present(weights)
-  selected = bulyan_select(ru.pairwise_sq_distances(updates), mask, f)
+  finite = ru.finite_rows(updates)
+  selected = bulyan_select(finite_sq_distances(updates, finite), mask, f, finite)
   theta = jnp.maximum(jnp.sum(selected).astype(jnp.int32), 1)
   beta = jnp.maximum(theta - 2 * f, 1)
   any_present = jnp.any(mask)
@@ -188,4 +230,5 @@ def bulyan(f: int, num_clients: int | None = None) -> Aggregator:
 
   aggregate = lambda updates, state, ctx: (bulyan_aggregate(updates, ctx.weights, f), state)
   return Aggregator(lambda params: (), ru.validated(ru.breakdown_check(condition), num_clients, aggregate),
-                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 4 * f + 3))
+                    needs_honest_majority=True, max_byzantine=byzantine_bound(f, 4 * f + 3),
+                    breakdown_ok=lambda n: bulyan_condition_ok(n, f))

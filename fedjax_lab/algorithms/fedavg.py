@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from fedjax_lab.aggregators import base as aggregators_base
 from fedjax_lab.aggregators.base import Aggregator, mean
 from fedjax_lab.algorithms.base import Algorithm, ServerState
 from fedjax_lab.clients import local as local_lib
@@ -229,6 +230,8 @@ def fedavg(
         'bytes_up': bytes_up,
         'update_norm': optax.global_norm(update),
     }
+    # Robust rules: 'breakdown_violated' when too few clients reported for the rule's guarantee.
+    metrics.update(aggregators_base.round_metrics(aggregator, weights))
     new_state = ServerState(params, opt_state, aggregator_state, transform_state, state.round + 1, state.extra)
     return new_state, metrics
 

@@ -26,6 +26,8 @@ ARGUMENTS = {
     'expected_clients_per_round': float(NUM_CLIENTS), 'stddev': 0.1, 'bits': 4, 'k': 3,
     'num_params': NUM_PARAMS, 'num_clients': NUM_CLIENTS, 'clients_per_round': NUM_CLIENTS,
 }
+# Builders with optional arguments of which one must be given (trimmed_mean: beta or f).
+CHOSEN = {'aggregators.coordinatewise.trimmed_mean': {'beta': 0.2}}
 PACKAGES = ('fedjax_lab.aggregators', 'fedjax_lab.transforms', 'fedjax_lab.attacks', 'fedjax_lab.privacy')
 
 
@@ -72,6 +74,7 @@ def cases(kind: str) -> dict[str, object]:
           raise KeyError(f'{name} needs argument {p.name!r}: add a small value to ARGUMENTS in '
                          'tests/contracts/registered.py.')
         required[p.name] = ARGUMENTS[p.name]
+    required.update(CHOSEN.get(name, {}))
     flags = [p.name for p in parameters if isinstance(p.default, bool)]
     for values in itertools.product((False, True), repeat=len(flags)):
       kwargs = dict(required, **dict(zip(flags, values)))

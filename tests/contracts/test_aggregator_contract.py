@@ -152,6 +152,7 @@ def test_max_byzantine_matches_the_construction_check(name):
   builder = BUILDERS[name]
   required = {p: registered.ARGUMENTS[p] for p, v in inspect.signature(builder).parameters.items()
               if v.default is inspect.Parameter.empty}
+  required.update(registered.CHOSEN.get(name, {}))
   agg = builder(**required)
   assert agg.max_byzantine is not None
   for n in range(1, 3 * NUM_CLIENTS):

@@ -6,6 +6,8 @@ One round (McMahan et al. 2017; Reddi et al. 2021 for server optimizers):
   3. the stacked deltas pass through the update transforms (clipping, noise, compression, attacks);
   4. the aggregator reduces them to one update, weighted by examples x participation;
   5. the server optimizer (optax) treats the negated update as a gradient.
+Steps 3-5 are the server half, `ServerPipeline`, which SCAFFOLD shares (`algorithms/scaffold.py`);
+an algorithm of the family differs only in its client half (what a client computes in step 2).
 
 Streaming (memory flat in the cohort size C). When the aggregator has a `StreamingForm` (a
 per-client map, a weighted sum and a finalize step) and the transform, if any, is per-client

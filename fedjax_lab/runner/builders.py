@@ -346,12 +346,17 @@ def choose_chunk_size(config: ConfigDict, make: Callable[[int], Algorithm], mode
                                        fallback_bytes_per_client=client_bytes + 4 * model_bytes, hint=hint)
 
 
+# Optional sections (switched on by their `name`) and optional config.algorithm fields, and what an
+# algorithm that cannot apply one says when it refuses it.
+_SECTIONS = ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'topology')
+
+
 def _is_set(config: ConfigDict, field: str):
   """The value of an optional section or algorithm field when it asks for something, else None."""
   if field == 'aggregator':
     name = _section(config, 'aggregator').get('name', 'mean')
     return None if name in ('mean', 'none', None) else name
-  if field in ('attack', 'compression', 'dp', 'preaggregation', 'topology'):
+  if field in _SECTIONS:
     name = _section(config, field).get('name', 'none')
     return None if name in ('none', None) else name
   value = config.algorithm.get(field)
@@ -360,24 +365,25 @@ def _is_set(config: ConfigDict, field: str):
   return None if value in unset else value
 
 
+_SERVER_REFUSES = {'topology': 'server algorithms do not gossip; set it to "none" or choose a decentralized '
+                               f'config.algorithm.name ({", ".join(DECENTRALIZED)})'}
 _SCAFFOLD_REFUSES = {
+    **_SERVER_REFUSES,
     'dp': 'SCAFFOLD clients also send delta_c, a deterministic function of the same local model, in the '
           'clear, so noising delta_y alone gives no privacy guarantee; use a FedAvg-family algorithm for DP',
     'prox_mu': "SCAFFOLD's control variates already correct client drift and its variate update assumes "
                'plain SGD steps; set it to 0',
     'client_optimizer': "SCAFFOLD's variate update (option II) assumes plain SGD local steps; set it to 'sgd'",
     'client_momentum': "SCAFFOLD's variate update (option II) assumes plain SGD local steps; set it to 0",
-    'topology': 'SCAFFOLD has a server, not a gossip topology; set it to "none"',
 }
 _FEDSGD_REFUSES = {
+    **_SERVER_REFUSES,
     'prox_mu': 'a FedSGD client takes one step from the global model, where the proximal term is 0; set it to 0',
     'client_lr_decay': "a FedSGD client takes one full-batch step of size 1 (the server optimizer's learning "
                        "rate is the step size); set it to 'none'",
     'client_optimizer': "a FedSGD client sends its gradient (one plain SGD step of size 1); set it to 'sgd'",
     'client_momentum': 'a FedSGD client sends its gradient (one plain SGD step of size 1); set it to 0',
 }
-_SERVER_REFUSES = {'topology': 'server algorithms do not gossip; set it to "none" or choose a decentralized '
-                               f'config.algorithm.name ({", ".join(DECENTRALIZED)})'}
 _DECENTRALIZED_REFUSES = {
     field: 'decentralized nodes have no server to aggregate, and train with config.algorithm.learning_rate '
            '(plain SGD); set it to its default'
@@ -395,7 +401,7 @@ def refuse_unhonoured_sections(config: ConfigDict) -> None:
   if name == 'scaffold':
     refused = _SCAFFOLD_REFUSES
   elif name == 'fedsgd':
-    refused = {**_SERVER_REFUSES, **_FEDSGD_REFUSES}
+    refused = _FEDSGD_REFUSES
   elif name in DECENTRALIZED:
     refused = _DECENTRALIZED_REFUSES
   else:
@@ -407,9 +413,6 @@ def refuse_unhonoured_sections(config: ConfigDict) -> None:
       suffix = '.name' if field in _SECTIONS else ''
       raise ValueError(f'config.{where}{suffix}={value!r} is not supported by config.algorithm.name={name!r}: '
                        f'{why}.')
-
-
-_SECTIONS = ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'topology')
 
 
 def _build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh,

@@ -6,6 +6,8 @@ One round (McMahan et al. 2017; Reddi et al. 2021 for server optimizers):
   3. the stacked deltas pass through the update transforms (clipping, noise, compression, attacks);
   4. the aggregator reduces them to one update, weighted by examples x participation;
   5. the server optimizer (optax) treats the negated update as a gradient.
+Steps 3-5 are the server half, `ServerPipeline`, which SCAFFOLD shares (`algorithms/scaffold.py`);
+an algorithm of the family differs only in its client half (what a client computes in step 2).
 
 Streaming (memory flat in the cohort size C). When the aggregator has a `StreamingForm` (a
 per-client map, a weighted sum and a finalize step) and the transform, if any, is per-client
@@ -37,7 +39,7 @@ the Byzantine clients' rows), so with one the round gathers first (`sampling.mat
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +53,7 @@ from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import sampling
 from fedjax_lab.data.sampling import RoundInputs
 from fedjax_lab.models import models as models_lib
-from fedjax_lab.transforms.base import ClientContext, Transform, make_context
+from fedjax_lab.transforms.base import ClientContext, RoundContext, Transform, make_context
 
 PyTree = Any
 
@@ -88,6 +90,162 @@ def can_stream(aggregator: Aggregator, transform: Transform | None) -> bool:
   return aggregator.streaming_form is not None and (transform is None or transform.per_client is not None)
 
 
+class ServerPipeline(NamedTuple):
+  """The server half of every FedAvg-family round: transforms -> aggregator -> negate -> server optax.
+
+  FedAvg, FedProx, FedSGD, FedOpt and SCAFFOLD differ in their client half (what a client computes
+  from the global model and its data); they share this. Given the cohort's deltas (leaves [C, ...]),
+  `reduce_stacked` applies the transform (clipping, noise, compression, attacks, pre-aggregation) and
+  the aggregator; `apply` treats the negated aggregate as a gradient of the server optimizer. When
+  `streams` (a streaming aggregator after a per-client transform), the round may instead fuse
+  `client_contribution` into each client and call `reduce_streamed` on the running sums, with memory
+  flat in the cohort size (see the module docstring); the two give the same update.
+
+  Attributes:
+    server_optimizer: optax optimizer on the negated aggregate.
+    aggregator: reduces the stacked (transformed) deltas to one update.
+    transform: applied to the stacked deltas first, or None.
+  """
+
+  server_optimizer: optax.GradientTransformation
+  aggregator: Aggregator
+  transform: Transform | None = None
+
+  @property
+  def streams(self) -> bool:
+    return can_stream(self.aggregator, self.transform)
+
+  def init(self, params, extra: PyTree = ()) -> ServerState:
+    """The server state at round 0; `extra` is the algorithm's own state (SCAFFOLD's variates)."""
+    return ServerState(
+        params=params,
+        opt_state=self.server_optimizer.init(params),
+        aggregator_state=self.aggregator.init(params),
+        transform_state=self.transform.init(params) if self.transform is not None else (),
+        round=jnp.zeros((), jnp.int32),
+        extra=extra,
+    )
+
+  def reduce_stacked(self, deltas: PyTree, state: ServerState, ctx: RoundContext, aggregate_key):
+    """Transforms then aggregates the stacked deltas (leaves [C, ...]).
+
+    Args:
+      deltas: pytree, leaves [C, ...], one row per cohort slot.
+      state: the server state before the round.
+      ctx: the round's RoundContext; ctx.rng is the transform's key.
+      aggregate_key: the aggregator's key.
+
+    Returns:
+      (update with leaves [...], aggregator_state, transform_state).
+    """
+    transform_state = state.transform_state
+    if self.transform is not None:
+      deltas, transform_state = self.transform.update(deltas, transform_state, ctx)
+    update, aggregator_state = self.aggregator.aggregate(deltas, state.aggregator_state,
+                                                         ctx._replace(rng=aggregate_key))
+    return update, aggregator_state, transform_state
+
+  def client_contribution(self, delta: PyTree, client_ctx: ClientContext) -> dict:
+    """One client's share of the running sum (streaming only): transform, map, weigh.
+
+    Args:
+      delta: one client's delta, leaves [...].
+      client_ctx: the client's ClientContext (rng: the transform's round key).
+
+    Returns:
+      {'update': float32 leaves [...], 'sum_weight': [] float32}; a client with sum weight 0 adds 0.
+    """
+    form = self.aggregator.streaming_form
+    if self.transform is not None:
+      delta = self.transform.per_client.apply(delta, client_ctx)
+    sum_weight = form.sum_weight(client_ctx.weight)
+    # where, not only the product: a dropped client's update must not leak a nan into the sum.
+    contribution = jax.tree.map(lambda m: jnp.where(sum_weight > 0, sum_weight * m.astype(jnp.float32), 0.0),
+                                form.client_map(delta, client_ctx.weight))
+    return {'update': contribution, 'sum_weight': sum_weight}
+
+  def reduce_streamed(self, sums: PyTree, sum_weight, state: ServerState, ctx: RoundContext, aggregate_key):
+    """The aggregate from the running sums of `client_contribution`: what `reduce_stacked` gives.
+
+    Returns:
+      (update with leaves [...], aggregator_state, transform_state).
+    """
+    update, aggregator_state = self.aggregator.streaming_form.finalize(sums, sum_weight, state.aggregator_state,
+                                                                        ctx._replace(rng=aggregate_key))
+    transform_state = state.transform_state
+    if self.transform is not None:
+      shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), state.params)
+      transform_state = self.transform.per_client.next_state(state.transform_state, ctx, shapes)
+    return update, aggregator_state, transform_state
+
+  def apply(self, state: ServerState, update: PyTree, aggregator_state, transform_state,
+            extra: PyTree = ()) -> ServerState:
+    """The server step: the negated aggregate is the optimizer's gradient. Returns the next state."""
+    # optax minimises: the aggregate delta points downhill, so its negation is the "gradient".
+    server_grads = jax.tree.map(jnp.negative, update)
+    server_updates, opt_state = self.server_optimizer.update(server_grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, server_updates)
+    return ServerState(params, opt_state, aggregator_state, transform_state, state.round + 1, extra)
+
+
+def round_context(inputs: RoundInputs, state: ServerState, transform_key) -> RoundContext:
+  """The round's RoundContext: weights [C] = examples x participation, ids, Byzantine flags, round."""
+  num_examples = sampling.cohort_num_examples(inputs)
+  weights = num_examples.astype(jnp.float32) * inputs.participation.astype(jnp.float32)
+  return make_context(weights, transform_key, state.params, inputs.client_ids, inputs.byzantine, state.round)
+
+
+def server_metrics(update: PyTree, inputs: RoundInputs, params: PyTree, transform_state: PyTree,
+                   train_loss, models_per_client: int = 1) -> dict:
+  """The metrics every FedAvg-family round reports.
+
+  Args:
+    update: the aggregate, leaves [...].
+    inputs: the round's RoundInputs (participation [C], client_ids [C]).
+    params: the global parameters before the round (their size is one model transfer).
+    transform_state: the transform state after the round (a compressor reports what it sent).
+    train_loss: [] float32.
+    models_per_client: model-sized messages each way per client (SCAFFOLD: 2, x with c and
+      delta_y with delta_c); a compressor compresses only the first upload.
+
+  Returns:
+    dict of [] arrays: train_loss, participants, bytes_down, bytes_up, update_norm.
+  """
+  participants = jnp.sum(inputs.participation.astype(jnp.int32))
+  model_bytes = tree_bytes(params)
+  bytes_up = participants.astype(jnp.float32) * model_bytes
+  compressed = reported_bytes_sent(transform_state)
+  if compressed is not None:  # a compressor reports what it actually put on the wire
+    bytes_up = jnp.asarray(compressed, jnp.float32)
+  if models_per_client > 1:
+    bytes_up = bytes_up + (models_per_client - 1) * participants.astype(jnp.float32) * model_bytes
+  return {
+      'train_loss': train_loss,
+      'participants': participants,
+      'bytes_down': jnp.asarray(models_per_client * inputs.client_ids.shape[0] * model_bytes, jnp.float32),
+      'bytes_up': bytes_up,
+      'update_norm': optax.global_norm(update),
+  }
+
+
+def prepare_inputs(inputs: RoundInputs, data_attack, attack_key, gather: bool) -> RoundInputs:
+  """The cohort a round trains on: gathered when `gather` or a data attack needs it, then poisoned.
+
+  A data attack rewrites the Byzantine clients' rows (x, y), so it needs the gathered cohort.
+  """
+  if data_attack is not None or gather:
+    inputs = sampling.materialize(inputs)  # a no-op for gathered inputs
+  if data_attack is not None:
+    inputs = data_attack(inputs, attack_key)
+  return inputs
+
+
+def weighted_loss(losses: jax.Array, weights: jax.Array) -> jax.Array:
+  """sum_i w_i loss_i / sum_i w_i over the cohort ([C] -> []); 0 when no client reported."""
+  total = jnp.sum(weights)
+  return jnp.sum(weights * losses) / jnp.where(total > 0, total, 1.0)
+
+
 def fedavg(
     model: models_lib.Model,
     client_optimizer: optax.GradientTransformation,
@@ -106,6 +264,9 @@ def fedavg(
     name: str = 'fedavg',
 ) -> Algorithm:
   """Builds FedAvg (or FedProx with prox_mu > 0, FedOpt with any optax server optimizer).
+
+  The client half is `local_sgd` (with FedProx's term when prox_mu > 0); the server half is a
+  `ServerPipeline(server_optimizer, aggregator, transform)`.
 
   Args:
     model: the model.
@@ -131,19 +292,9 @@ def fedavg(
     True when the round streams without a data attack (then lazy inputs keep memory flat in C).
   """
   placement_lib.validate_placement(placement, chunk_size, memory_budget_mb=0)
-  aggregator = aggregator or mean()
+  server = ServerPipeline(server_optimizer, aggregator or mean(), transform)
   client_update = local_lib.local_sgd(model, client_optimizer, local_epochs, batch_size, max_examples, prox_mu)
-  streaming = can_stream(aggregator, transform)
-  form = aggregator.streaming_form
-
-  def init(params) -> ServerState:
-    return ServerState(
-        params=params,
-        opt_state=server_optimizer.init(params),
-        aggregator_state=aggregator.init(params),
-        transform_state=transform.init(params) if transform is not None else (),
-        round=jnp.zeros((), jnp.int32),
-    )
+  streaming = server.streams
 
   def per_client(shared, client):
     params, lr_scale = shared
@@ -159,32 +310,17 @@ def fedavg(
       data = local_lib.ClientData(rows.x, rows.y, rows.num_examples)
     weight = data.num_examples.astype(jnp.float32) * participation.astype(jnp.float32)
     out = client_update(params, data, jax.random.fold_in(train_key, client_id), lr_scale=lr_scale)
-    delta = out.delta
-    if transform is not None:
-      client_ctx = ClientContext(weight, transform_key, params, client_id, byzantine, round_index)
-      delta = transform.per_client.apply(delta, client_ctx)
-    sum_weight = form.sum_weight(weight)
-    # where, not only the product: a dropped client's update must not leak a nan into the sum.
-    contribution = jax.tree.map(lambda m: jnp.where(sum_weight > 0, sum_weight * m.astype(jnp.float32), 0.0),
-                                form.client_map(delta, weight))
-    return {'update': contribution, 'sum_weight': sum_weight, 'weight': weight,
+    client_ctx = ClientContext(weight, transform_key, params, client_id, byzantine, round_index)
+    return {**server.client_contribution(out.delta, client_ctx), 'weight': weight,
             'loss': jnp.where(weight > 0, weight * out.loss, 0.0)}
 
   def step(state: ServerState, inputs: RoundInputs, rng):
     attack_key, train_key, transform_key, aggregate_key = jax.random.split(rng, 4)
-    if data_attack is not None or not streaming:
-      inputs = sampling.materialize(inputs)  # a no-op for gathered inputs
-    if data_attack is not None:
-      inputs = data_attack(inputs, attack_key)
+    inputs = prepare_inputs(inputs, data_attack, attack_key, gather=not streaming)
     data = inputs.data
-    num_examples = sampling.cohort_num_examples(inputs)
-    weights = num_examples.astype(jnp.float32) * inputs.participation.astype(jnp.float32)
     lr_scale = (jnp.ones((), jnp.float32) if client_lr_schedule is None
                 else jnp.asarray(client_lr_schedule(state.round), jnp.float32))
-    total_weight = jnp.sum(weights)
-    safe_total = jnp.where(total_weight > 0, total_weight, 1.0)
-
-    ctx = make_context(weights, transform_key, state.params, inputs.client_ids, inputs.byzantine, state.round)
+    ctx = round_context(inputs, state, transform_key)
 
     if streaming:
       # Client ids, not [C] keys or weights: nothing of size C x model is built inside the round.
@@ -194,48 +330,24 @@ def fedavg(
       streamed = (client_data, inputs.client_ids, inputs.participation, inputs.byzantine)
       shared = (state.params, lr_scale, train_key, transform_key, state.round, inputs.population)
       sums = placement_lib.sum_clients(streamed_client, shared, streamed, placement, chunk_size, mesh)
-      update, aggregator_state = form.finalize(sums['update'], sums['sum_weight'], state.aggregator_state,
-                                               ctx._replace(rng=aggregate_key))
+      update, aggregator_state, transform_state = server.reduce_streamed(sums['update'], sums['sum_weight'], state,
+                                                                         ctx, aggregate_key)
       train_loss = sums['loss'] / jnp.where(sums['weight'] > 0, sums['weight'], 1.0)
-      transform_state = state.transform_state
-      if transform is not None:
-        shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), state.params)
-        transform_state = transform.per_client.next_state(state.transform_state, ctx, shapes)
     else:
       clients = (local_lib.ClientData(data.x, data.y, data.num_examples), client_keys(train_key, inputs.client_ids))
-      shared = (state.params, lr_scale)
-      outputs = placement_lib.map_clients(per_client, shared, clients, placement, chunk_size, mesh)
-      deltas = outputs.delta
-      transform_state = state.transform_state
-      if transform is not None:
-        deltas, transform_state = transform.update(deltas, transform_state, ctx)
-      update, aggregator_state = aggregator.aggregate(deltas, state.aggregator_state, ctx._replace(rng=aggregate_key))
-      train_loss = jnp.sum(weights * outputs.loss) / safe_total
+      outputs = placement_lib.map_clients(per_client, (state.params, lr_scale), clients, placement, chunk_size,
+                                          mesh)
+      update, aggregator_state, transform_state = server.reduce_stacked(outputs.delta, state, ctx, aggregate_key)
+      train_loss = weighted_loss(outputs.loss, ctx.weights)
 
-    # optax minimises: the aggregate delta points downhill, so its negation is the "gradient".
-    server_grads = jax.tree.map(jnp.negative, update)
-    server_updates, opt_state = server_optimizer.update(server_grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, server_updates)
-    participants = jnp.sum(inputs.participation.astype(jnp.int32))
-    model_bytes = tree_bytes(state.params)
-    bytes_up = participants.astype(jnp.float32) * model_bytes
-    compressed = reported_bytes_sent(transform_state)
-    if compressed is not None:  # a compressor reports what it actually put on the wire
-      bytes_up = jnp.asarray(compressed, jnp.float32)
-    metrics = {
-        'train_loss': train_loss,
-        'client_lr_scale': lr_scale,
-        'participants': participants,
-        'bytes_down': jnp.asarray(inputs.client_ids.shape[0] * model_bytes, jnp.float32),
-        'bytes_up': bytes_up,
-        'update_norm': optax.global_norm(update),
-    }
+    new_state = server.apply(state, update, aggregator_state, transform_state, state.extra)
+    metrics = server_metrics(update, inputs, state.params, transform_state, train_loss)
+    metrics['client_lr_scale'] = lr_scale
     # Robust rules: 'breakdown_violated' when too few clients reported for the rule's guarantee.
-    metrics.update(aggregators_base.round_metrics(aggregator, weights))
-    new_state = ServerState(params, opt_state, aggregator_state, transform_state, state.round + 1, state.extra)
+    metrics.update(aggregators_base.round_metrics(server.aggregator, ctx.weights))
     return new_state, metrics
 
-  return Algorithm(init, step, name, lazy_inputs=streaming and data_attack is None)
+  return Algorithm(server.init, step, name, lazy_inputs=streaming and data_attack is None)
 
 
 def fedsgd(

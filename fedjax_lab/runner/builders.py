@@ -346,6 +346,75 @@ def choose_chunk_size(config: ConfigDict, make: Callable[[int], Algorithm], mode
                                        fallback_bytes_per_client=client_bytes + 4 * model_bytes, hint=hint)
 
 
+# Optional sections (switched on by their `name`) and optional config.algorithm fields, and what an
+# algorithm that cannot apply one says when it refuses it.
+_SECTIONS = ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'topology')
+
+
+def _is_set(config: ConfigDict, field: str):
+  """The value of an optional section or algorithm field when it asks for something, else None."""
+  if field == 'aggregator':
+    name = _section(config, 'aggregator').get('name', 'mean')
+    return None if name in ('mean', 'none', None) else name
+  if field in _SECTIONS:
+    name = _section(config, field).get('name', 'none')
+    return None if name in ('none', None) else name
+  value = config.algorithm.get(field)
+  unset = {'prox_mu': (None, 0, 0.0), 'client_lr_decay': (None, 'none'), 'client_optimizer': (None, 'sgd'),
+           'client_momentum': (None, 0, 0.0)}[field]
+  return None if value in unset else value
+
+
+_SERVER_REFUSES = {'topology': 'server algorithms do not gossip; set it to "none" or choose a decentralized '
+                               f'config.algorithm.name ({", ".join(DECENTRALIZED)})'}
+_SCAFFOLD_REFUSES = {
+    **_SERVER_REFUSES,
+    'dp': 'SCAFFOLD clients also send delta_c, a deterministic function of the same local model, in the '
+          'clear, so noising delta_y alone gives no privacy guarantee; use a FedAvg-family algorithm for DP',
+    'prox_mu': "SCAFFOLD's control variates already correct client drift and its variate update assumes "
+               'plain SGD steps; set it to 0',
+    'client_optimizer': "SCAFFOLD's variate update (option II) assumes plain SGD local steps; set it to 'sgd'",
+    'client_momentum': "SCAFFOLD's variate update (option II) assumes plain SGD local steps; set it to 0",
+}
+_FEDSGD_REFUSES = {
+    **_SERVER_REFUSES,
+    'prox_mu': 'a FedSGD client takes one step from the global model, where the proximal term is 0; set it to 0',
+    'client_lr_decay': "a FedSGD client takes one full-batch step of size 1 (the server optimizer's learning "
+                       "rate is the step size); set it to 'none'",
+    'client_optimizer': "a FedSGD client sends its gradient (one plain SGD step of size 1); set it to 'sgd'",
+    'client_momentum': 'a FedSGD client sends its gradient (one plain SGD step of size 1); set it to 0',
+}
+_DECENTRALIZED_REFUSES = {
+    field: 'decentralized nodes have no server to aggregate, and train with config.algorithm.learning_rate '
+           '(plain SGD); set it to its default'
+    for field in ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'prox_mu', 'client_lr_decay',
+                  'client_optimizer', 'client_momentum')}
+
+
+def refuse_unhonoured_sections(config: ConfigDict) -> None:
+  """Raises ValueError naming the first config field the configured algorithm would not apply.
+
+  No section is ever silently ignored: each one either changes the run or is refused here, before
+  anything is built or compiled (tests/runner/test_sections_honoured.py checks every pair).
+  """
+  name = config.algorithm.name
+  if name == 'scaffold':
+    refused = _SCAFFOLD_REFUSES
+  elif name == 'fedsgd':
+    refused = _FEDSGD_REFUSES
+  elif name in DECENTRALIZED:
+    refused = _DECENTRALIZED_REFUSES
+  else:
+    refused = _SERVER_REFUSES
+  for field, why in refused.items():
+    value = _is_set(config, field)
+    if value is not None:
+      where = field if field in _SECTIONS else f'algorithm.{field}'
+      suffix = '.name' if field in _SECTIONS else ''
+      raise ValueError(f'config.{where}{suffix}={value!r} is not supported by config.algorithm.name={name!r}: '
+                       f'{why}.')
+
+
 def _build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh,
                      chunk_size: int | None) -> Algorithm:
   section = config.algorithm
@@ -355,18 +424,20 @@ def _build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, nu
   if name in _FEDOPT_SERVER and section.get('server_optimizer', 'sgd') == 'sgd':
     section = ConfigDict(section.to_dict())
     section.server_optimizer = _FEDOPT_SERVER[name]
+  refuse_unhonoured_sections(config)
   if name in DECENTRALIZED:
     return build_decentralized(config, model, train_data.num_clients, mesh)
   server_optimizer = build_server_optimizer(section)
   max_examples = train_data.max_examples
   common = dict(placement=config.get('placement', 'auto'), chunk_size=chunk_size, mesh=mesh)
   num_params = models_lib.num_params(model.init(jax.random.key(0)))
-  if name == 'scaffold':
-    return scaffold(model, section.client_lr, server_optimizer, section.local_epochs, section.batch_size,
-                    max_examples, train_data.num_clients, **common)
   aggregator = build_aggregator(config, config.clients_per_round, train_data.num_clients)
   transform = build_transform(config, num_params, train_data.num_clients)
   data_attack = build_data_attack(config, num_classes)
+  if name == 'scaffold':
+    return scaffold(model, section.client_lr, server_optimizer, section.local_epochs, section.batch_size,
+                    max_examples, train_data.num_clients, aggregator=aggregator, transform=transform,
+                    data_attack=data_attack, client_lr_schedule=client_lr_schedule(section), **common)
   if name == 'fedsgd':
     return fedsgd(model, server_optimizer, max_examples, aggregator=aggregator, transform=transform,
                   data_attack=data_attack, **common)
@@ -409,6 +480,7 @@ def build_reporters(config: ConfigDict, num_clients: int) -> list[Callable[[int]
   reporters = []
   dp = _section(config, 'dp')
   if dp.get('name', 'none') != 'none':
+    refuse_unhonoured_sections(config)  # an epsilon only for a run whose algorithm adds the noise
     from fedjax_lab.privacy import dp as dp_lib
     reporters.append(dp_lib.epsilon_reporter(dp, clients_per_round=config.clients_per_round,
                                              num_clients=num_clients, rounds=config.rounds,

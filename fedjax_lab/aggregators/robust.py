@@ -8,6 +8,7 @@ is a ValueError before anything compiles.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -36,18 +37,36 @@ _TAKES_F = ('krum', 'multi_krum', 'bulyan')
 _TAKES_NUM_CLIENTS = ('trimmed_mean', 'krum', 'multi_krum', 'bulyan')
 
 
-def _accepting_num_clients(builder):
-  """Wraps a builder that has no breakdown condition so it accepts (and ignores) num_clients."""
-  def build(num_clients: int | None = None, **kwargs):
-    return builder(**kwargs)
+def _taking_clients_per_round(builder):
+  """`builder` with its cohort-size argument named clients_per_round (every registry builder takes it).
+
+  Builders that check a breakdown condition call the cohort size `num_clients`; the registry calls
+  it clients_per_round, the runner's name for the cohort (num_clients is the population). Builders
+  without such a condition accept and ignore it. The signature is the builder's own, so the runner
+  derives the valid config fields from it.
+  """
+  signature = inspect.signature(builder)
+  if 'clients_per_round' in signature.parameters:
+    return builder
+  renamed = 'num_clients' in signature.parameters
+
+  def build(*args, clients_per_round: int | None = None, **kwargs):
+    if renamed:
+      kwargs['num_clients'] = clients_per_round
+    return builder(*args, **kwargs)
+
+  cohort = inspect.Parameter('clients_per_round', inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation='int | None')
+  build.__signature__ = signature.replace(
+      parameters=[p for p in signature.parameters.values() if p.name != 'num_clients'] + [cohort])
+  build.__name__ = builder.__name__
   build.__doc__ = builder.__doc__
   return build
 
 
-# name -> builder(num_clients=clients_per_round, **config.aggregator fields): what the runner uses.
+# name -> builder(clients_per_round=cohort size, **config.aggregator fields): what the runner uses.
 AGGREGATORS: dict[str, Callable[..., Aggregator]] = {
-    name: (builder if name in _TAKES_NUM_CLIENTS else _accepting_num_clients(builder))
-    for name, builder in ROBUST_AGGREGATORS.items()
+    name: _taking_clients_per_round(builder) for name, builder in ROBUST_AGGREGATORS.items()
 }
 
 

@@ -137,7 +137,7 @@ def build_dataset(config: ConfigDict):
   for field, value in fields.items():
     registry.check_finite(f'config.data.{field}', value)
   fields.setdefault('seed', config.get('seed', 0))
-  return datasets.load_dataset(name, **{k: registry._plain(v) for k, v in fields.items()})
+  return datasets.load_dataset(name, **{k: registry.plain_value(v) for k, v in fields.items()})
 
 
 def build_model(config: ConfigDict, input_shape, num_classes: int) -> models_lib.Model:

@@ -57,12 +57,12 @@ def section_fields(config, section: str) -> dict[str, Any]:
   return dict(value.to_dict() if hasattr(value, 'to_dict') else value)
 
 
-def _plain(value):
+def plain_value(value):
   """Config values as builders expect them: lists -> tuples, ConfigDicts -> dicts."""
   if hasattr(value, 'to_dict'):
     return value.to_dict()
   if isinstance(value, list):
-    return tuple(_plain(v) for v in value)
+    return tuple(plain_value(v) for v in value)
   return value
 
 
@@ -142,7 +142,7 @@ def call(section: str, kind: str, name: str, builder: Callable, fields: Mapping[
   if missing:
     raise ValueError(f'{section}.{missing[0]} is required by {kind} {name!r}; set it, e.g. '
                      f'--{section}.{missing[0]}=VALUE.')
-  kwargs = {k: _plain(v) for k, v in fields.items()}
+  kwargs = {k: plain_value(v) for k, v in fields.items()}
   kwargs.update({k: v for k, v in supplied.items() if k in params})
   try:
     return builder(**kwargs)

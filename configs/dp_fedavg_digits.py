@@ -11,22 +11,16 @@ PLD accountant's epsilon reported as well (epsilon_pld). Variants: 'smoke', 'loc
 
 import ml_collections
 
+from configs import base
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = base.get_base_config()
   config.name = 'dp_fedavg_digits'
-  config.seed = 0
   config.rounds = 300
   config.clients_per_round = 100
-  config.dropout_rate = 0.0
-  config.sampling = 'fixed_size'   # or 'poisson' (config.dp.sampling must match)
-  config.sampling_overflow_probability = 1e-9   # poisson: P(members > cohort capacity) per round
   config.eval_every = 25
   config.checkpoint_every = 100
-  config.placement = 'auto'
-  config.chunk_size = 0
-  config.num_devices = 1
-  config.progress = True
 
   config.data = ml_collections.ConfigDict({'name': 'digits', 'num_clients': 1438, 'partition': 'iid'})
   config.model = ml_collections.ConfigDict({'name': 'mlp', 'hidden': (32,)})
@@ -34,9 +28,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
       'name': 'fedavgm', 'client_optimizer': 'sgd', 'client_lr': 0.5, 'server_optimizer': 'momentum',
       'server_lr': 1.0, 'server_momentum': 0.9, 'local_epochs': 1, 'batch_size': 1, 'prox_mu': 0.0,
       'client_lr_decay': 'none', 'client_lr_decay_rate': 0.0})
-  config.aggregator = ml_collections.ConfigDict({'name': 'mean'})
-  config.attack = ml_collections.ConfigDict({'name': 'none', 'fraction': 0.0})
-  config.compression = ml_collections.ConfigDict({'name': 'none'})
   config.dp = ml_collections.ConfigDict({
       'name': 'central',
       'clip_norm': 0.3,

@@ -13,20 +13,16 @@ tracking), 'atc', 'iid'. The studies in experiments/decentralized.py go further 
 
 import ml_collections
 
+from configs import base
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = base.get_base_config()
   config.name = 'dpsgd_digits'
-  config.seed = 0
   config.rounds = 600
   config.clients_per_round = 16  # every node, every round
-  config.dropout_rate = 0.0
   config.eval_every = 50
   config.checkpoint_every = 200
-  config.placement = 'auto'
-  config.chunk_size = 0
-  config.num_devices = 1
-  config.progress = True
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'digits'
@@ -42,10 +38,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.algorithm.learning_rate = 0.1
   config.algorithm.batch_size = 16
 
-  config.topology = ml_collections.ConfigDict()
-  config.topology.name = 'ring'
+  config.topology.name = 'ring'  # any graph of fedjax_lab.topology, with its arguments as fields
   config.topology.weights = 'metropolis_hastings'
   config.topology.gossip = 'auto'
+  config.topology.allow_disconnected = False
 
   if arg == 'smoke':
     config.rounds = 4

@@ -43,6 +43,7 @@ from fedjax_lab.data import deadline as deadline_lib
 from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
+from fedjax_lab.runner import registry
 from fedjax_lab.transforms import compression as compression_lib
 
 STUDIES = ('comm', 'noniid', 'compression', 'unstable')
@@ -321,8 +322,9 @@ def study_compression(config: ml_collections.ConfigDict) -> dict:
   rows = []
   for section in config.compressors:
     section = dict(section)
-    transform = (None if section['name'] == 'none'
-                 else compression_lib.build(section, num_params=num_params, num_clients=train.num_clients))
+    transform = (None if section['name'] == 'none' else registry.build_section(
+        'config.compressors', 'compressor', registry.COMPRESSORS, section,
+        {'num_params': num_params, 'num_clients': train.num_clients}))
     accuracies = []
     algorithm = _fedavg(model, train, config.client_lr, config.local_epochs, config.batch_size, transform=transform)
     for seed in range(config.seeds):  # the seeds share one compiled run
@@ -330,11 +332,11 @@ def study_compression(config: ml_collections.ConfigDict) -> dict:
                          config.rounds, config.clients_per_round, seed=seed)
       accuracies.append(_tail_mean(history['test_accuracy'], 0.05))
       total_bytes = float(np.sum(history['bytes_up']))
-      expected = float(np.sum(history['participants'])) * compression_lib.bytes_per_client(section, num_params)
+      expected = float(np.sum(history['participants'])) * compression_lib.bytes_per_client(num_params=num_params, **section)
       assert abs(total_bytes - expected) <= 1e-6 * expected, (total_bytes, expected)
     rows.append({'compressor': _label(section), **section, 'accuracy': float(np.mean(accuracies)),
                  'accuracy_std': float(np.std(accuracies)), 'mbytes_up': total_bytes / 1e6,
-                 'bytes_per_client': compression_lib.bytes_per_client(section, num_params)})
+                 'bytes_per_client': compression_lib.bytes_per_client(num_params=num_params, **section)})
     print(f'  {rows[-1]["compressor"]:28s} acc={rows[-1]["accuracy"]:.4f} MB up={rows[-1]["mbytes_up"]:.3f}',
           flush=True)
   dense = rows[0]

@@ -67,7 +67,7 @@ def cell_config(grid: ml_collections.ConfigDict, partition: str, attack: str, de
 
 def validate_cell(config: ml_collections.ConfigDict, fractions) -> None:
   """Clear errors before compiling: unknown attack, fractions the defence cannot survive."""
-  attacks.build_update_attack(config.attack, config.clients_per_round)  # unknown name -> ValueError
+  builders.build_attack(config, num_classes=10)  # unknown name or field -> ValueError
   for fraction in fractions:
     aggregators.check_byzantine_fraction(config.aggregator.name, fraction)
 

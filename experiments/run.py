@@ -3,6 +3,12 @@ r"""Runs one experiment from a config file: the only module that defines flags.
   python -m experiments.run --config=configs/fedavg_mnist1d.py --workdir=runs/fedavg
   python -m experiments.run --config=configs/fedavg_mnist1d.py:smoke --workdir=/tmp/x \
       --config.rounds=50 --config.data.alpha=0.1
+  python -m experiments.run --config=configs/fedavg_mnist1d.py:smoke --workdir=/tmp/k \
+      --config.aggregator.name=krum --config.aggregator.f=1
+
+Any field of any section can be set, including fields the config file does not list (a builder's
+argument such as config.aggregator.f); the runner's registries refuse a field no builder takes,
+naming it and listing the valid ones (fedjax_lab/runner/registry.py).
 
 Several hosts (one process per host, or several processes on one machine for testing):
 
@@ -24,8 +30,10 @@ from ml_collections import config_flags
 from fedjax_lab.runner import train
 from fedjax_lab.runtime import distributed
 
+# Unlocked and accepting new fields, so `--config.aggregator.f=1` can add a builder's argument; the
+# fields a config lists keep their types. Unknown fields are refused by the runner, not here.
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/NAME.py[:arg]).',
-                                          lock_config=True)
+                                          lock_config=False, accept_new_attributes=True)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Output folder: config, metrics, checkpoints, summary.')
 _COORDINATOR = flags.DEFINE_string('coordinator_address', None,
                                    'host:port of process 0, for multi-process runs (jax.distributed).')

@@ -125,7 +125,7 @@ runs = {} if SMALL else {'mean, no attack': make_fedavg(model, dataset)}
 runs.update({
     'mean, sign flip': make_fedavg(model, dataset, transform=attacks.sign_flip(scale=4.0)),
     'median, sign flip': make_fedavg(model, dataset, transform=attacks.sign_flip(scale=4.0),
-                                     aggregator=aggregators.AGGREGATORS['median'](num_clients=clients_per_round)),
+                                     aggregator=aggregators.AGGREGATORS['median'](clients_per_round=clients_per_round)),
 })
 for name, algorithm in runs.items():
   acc = train(algorithm, model, dataset, ROUNDS, clients_per_round, byzantine=byzantine)

@@ -11,4 +11,4 @@ from fedjax_lab.aggregators.robust import (ROBUST_AGGREGATORS, byzantine_argumen
                                            check_byzantine_fraction, get_robust_aggregator, num_byzantine)
 # DP-FedAvg's central-DP aggregator.
 from fedjax_lab.aggregators.dp import dp_mean, dp_sum
-from fedjax_lab.aggregators.robust import AGGREGATORS  # config name -> builder(num_clients=..., **kw)
+from fedjax_lab.aggregators.robust import AGGREGATORS  # config name -> builder(clients_per_round=..., **kw)

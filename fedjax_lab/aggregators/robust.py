@@ -17,6 +17,7 @@ ValueError before anything compiles.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable
 
@@ -109,17 +110,31 @@ def _resolve(name: str, kwargs: dict, byzantine_fraction, clients_per_round) -> 
 
 
 def _runner_builder(name: str, builder):
-  """builder(num_clients=clients_per_round, byzantine_fraction=None, **fields) for the runner."""
-  def build(num_clients: int | None = None, byzantine_fraction: float | None = None, **kwargs):
-    kwargs = _resolve(name, kwargs, byzantine_fraction, num_clients)
+  """builder(clients_per_round=cohort size, byzantine_fraction=None, **config.aggregator fields).
+
+  The runner's name for the cohort is clients_per_round (num_clients is the population); the
+  builders that check a breakdown condition call it num_clients. The signature shown is the
+  builder's own (without num_clients) plus clients_per_round and, for the rules that take f,
+  byzantine_fraction, so the registry derives the valid config fields from it.
+  """
+  def build(clients_per_round: int | None = None, byzantine_fraction: float | None = None, **kwargs):
+    kwargs = _resolve(name, kwargs, byzantine_fraction, clients_per_round)
     if name in _TAKES_NUM_CLIENTS:
-      kwargs['num_clients'] = num_clients
+      kwargs['num_clients'] = clients_per_round
     return builder(**kwargs)
+
+  signature = inspect.signature(builder)
+  extra = [inspect.Parameter('clients_per_round', inspect.Parameter.KEYWORD_ONLY, default=None)]
+  if name in _TAKES_F:
+    extra.append(inspect.Parameter('byzantine_fraction', inspect.Parameter.KEYWORD_ONLY, default=None))
+  build.__signature__ = signature.replace(
+      parameters=[p for p in signature.parameters.values() if p.name != 'num_clients'] + extra)
+  build.__name__ = builder.__name__
   build.__doc__ = builder.__doc__
   return build
 
 
-# name -> builder(num_clients=clients_per_round, byzantine_fraction=None, **config.aggregator
+# name -> builder(clients_per_round=cohort size, byzantine_fraction=None, **config.aggregator
 # fields): what the runner uses. With byzantine_fraction every robust rule gets the same f.
 AGGREGATORS: dict[str, Callable[..., Aggregator]] = {
     name: _runner_builder(name, builder) for name, builder in ROBUST_AGGREGATORS.items()

@@ -44,7 +44,6 @@ from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.topology import gossip as gossip_lib
-from fedjax_lab.topology.catalog import make_topology
 from fedjax_lab.topology.mixing import Topology
 
 PyTree = Any
@@ -391,43 +390,6 @@ ALGORITHMS: dict[str, Callable[..., Algorithm]] = {
     'gradient_tracking': gradient_tracking,
     'exact_diffusion': exact_diffusion,
 }
-_TOPOLOGY_FIELDS = ('name', 'num_nodes', 'weights', 'lazy', 'self_weight', 'seed', 'max_power', 'degree',
-                    'edge_probability', 'period')
-
-
-def from_config(algorithm_section, topology_section, model: models_lib.Model, mesh=None) -> Algorithm:
-  """Builds a decentralized algorithm from two config sections (dicts or ConfigDicts).
-
-  Args:
-    algorithm_section: name (a key of ALGORITHMS), learning_rate, batch_size (default -1), and for
-      dpsgd order / local_steps (local_sgd_gossip: local_steps).
-    topology_section: name, num_nodes, optional weights, lazy, self_weight, seed, the graph's own
-      arguments (max_power, degree, edge_probability, period), gossip ('auto', 'dense', 'sparse',
-      'ppermute') and allow_disconnected.
-    model: the model.
-    mesh: device mesh, for gossip='ppermute'.
-
-  Returns:
-    Algorithm.
-  """
-  algorithm_section = dict(algorithm_section)
-  topology_section = dict(topology_section)
-  name = algorithm_section.pop('name', 'dpsgd')
-  if name not in ALGORITHMS:
-    raise ValueError(f'Unknown config.algorithm.name={name!r}; decentralized algorithms are {sorted(ALGORITHMS)}.')
-  unknown = sorted(set(topology_section) - set(_TOPOLOGY_FIELDS) - {'gossip', 'allow_disconnected'})
-  if unknown:
-    raise ValueError(f'config.topology.{unknown[0]} is not a topology field (known: '
-                     f'{sorted(_TOPOLOGY_FIELDS + ("gossip", "allow_disconnected"))}).')
-  if 'num_nodes' not in topology_section:
-    raise ValueError('config.topology.num_nodes is required (one node per client of the data).')
-  gossip_impl = topology_section.pop('gossip', 'auto')
-  allow_disconnected = topology_section.pop('allow_disconnected', False)
-  topology = make_topology(**topology_section)
-  if 'learning_rate' not in algorithm_section:
-    raise ValueError(f'config.algorithm.learning_rate is required for {name}.')
-  return ALGORITHMS[name](model, topology, gossip_impl=gossip_impl, mesh=mesh,
-                          allow_disconnected=allow_disconnected, **algorithm_section)
 
 
 # ---------------------------------------------------------------------------------------------

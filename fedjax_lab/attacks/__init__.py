@@ -1,9 +1,10 @@
 """Byzantine attacks: update transforms (model poisoning) and data attacks (data poisoning).
 
 `get_attack(name, **kwargs)` returns an `Attack(transform, data_attack)` pair, either part None,
-ready for `fedavg(..., transform=..., data_attack=...)`. The runner reads `config.attack` through
-`build_update_attack` and `build_data_attack`; `config.attack.fraction` (who is Byzantine) is
-the runner's business, a [K] mask, so it never changes what is compiled.
+ready for `fedavg(..., transform=..., data_attack=...)`. The runner's registry
+(fedjax_lab/runner/registry.py) builds `config.attack` from UPDATE_ATTACKS, DATA_ATTACKS and
+`backdoor_boosted`; `config.attack.fraction` (who is Byzantine) is the runner's business, a [K]
+mask, so it never changes what is compiled.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ class Attack(NamedTuple):
   data_attack: Callable[[Any, Any], Any] | None = None
 
 
-def _backdoor_boosted(clients_per_round: int, server_lr: float = 1.0, **backdoor_kwargs) -> Attack:
+def backdoor_boosted(clients_per_round: int, server_lr: float = 1.0, **backdoor_kwargs) -> Attack:
+  """Backdoor data poisoning plus model replacement's boost n / server_lr of the poisoned update.
+
+  Args:
+    clients_per_round: n, the cohort size.
+    server_lr: the server's learning rate the boost undoes.
+    **backdoor_kwargs: arguments of `backdoor` (target_label, poison_fraction, trigger_size, ...).
+  """
   return Attack(model_replacement(clients_per_round, server_lr), backdoor(**backdoor_kwargs))
 
 
@@ -59,58 +67,5 @@ def get_attack(name: str, **kwargs) -> Attack:
   if name in DATA_ATTACKS:
     return Attack(data_attack=DATA_ATTACKS[name](**kwargs))
   if name == 'backdoor_boosted':
-    return _backdoor_boosted(**kwargs)
+    return backdoor_boosted(**kwargs)
   raise ValueError(f'Unknown attack {name!r} (config.attack.name); choose one of {sorted(ATTACKS)}.')
-
-
-# Fields of config.attack that are not constructor arguments.
-_RUN_FIELDS = ('name', 'fraction')
-
-
-def _config_kwargs(section) -> tuple[str, dict]:
-  values = section.to_dict() if hasattr(section, 'to_dict') else dict(section)
-  name = values.get('name', 'none')
-  if name not in ATTACKS:
-    raise ValueError(f'Unknown attack {name!r} (config.attack.name); choose one of {sorted(ATTACKS)}.')
-  return name, {k: v for k, v in values.items() if k not in _RUN_FIELDS}
-
-
-def _split_backdoor_kwargs(kwargs):
-  update_fields = ('server_lr',)
-  return ({k: v for k, v in kwargs.items() if k in update_fields},
-          {k: v for k, v in kwargs.items() if k not in update_fields})
-
-
-def build_update_attack(section, clients_per_round: int) -> Transform | None:
-  """The update transform of `config.attack` (None for 'none' and data-only attacks).
-
-  Args:
-    section: config.attack: `name`, `fraction`, and the attack's constructor arguments.
-    clients_per_round: n, used by model replacement's boost n / server_lr.
-  """
-  name, kwargs = _config_kwargs(section)
-  if name == 'model_replacement':
-    kwargs.setdefault('clients_per_round', clients_per_round)
-  if name == 'backdoor_boosted':
-    update_kwargs, _ = _split_backdoor_kwargs(kwargs)
-    return model_replacement(clients_per_round, **update_kwargs)
-  if name in UPDATE_ATTACKS:
-    return UPDATE_ATTACKS[name](**kwargs)
-  return None
-
-
-def build_data_attack(section, num_classes: int):
-  """The data attack of `config.attack` (None for 'none' and update-only attacks).
-
-  Args:
-    section: config.attack: `name`, `fraction`, and the attack's constructor arguments.
-    num_classes: K of the data set.
-  """
-  name, kwargs = _config_kwargs(section)
-  if name == 'backdoor_boosted':
-    name = 'backdoor'
-    _, kwargs = _split_backdoor_kwargs(kwargs)
-  if name in DATA_ATTACKS:
-    kwargs.setdefault('num_classes', num_classes)
-    return DATA_ATTACKS[name](**kwargs)
-  return None

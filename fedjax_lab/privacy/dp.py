@@ -136,44 +136,37 @@ def local_dp_epsilon(noise_multiplier: float, participations: int, delta: float)
 # Poisson cohorts with them); they are re-exported here for the DP study (experiments/privacy.py).
 
 
-# ----------------------------------------------------------------------------- config wiring
+# ----------------------------------------------------------------------------- noise and epsilon
+# Plain arguments; the runner's registry (fedjax_lab/runner/registry.py) passes config.dp's fields.
 
 ENGINE_SAMPLING = 'fixed_size'  # the runner's default config.sampling (fedjax_lab.data.sampling)
 
 
-def _section_value(section, name, default=None):
-  return section.get(name, default) if hasattr(section, 'get') else getattr(section, name, default)
-
-
-def resolve_noise_multiplier(section, num_clients: int | None = None, clients_per_round: int | None = None,
-                             rounds: int | None = None) -> float:
-  """sigma from `config.dp`: `noise_multiplier`, or calibrated from `target_epsilon` (> 0).
+def resolve_noise_multiplier(noise_multiplier: float | None = None, target_epsilon: float = 0.0, *,
+                             num_clients: int | None = None, clients_per_round: int | None = None,
+                             rounds: int | None = None, delta: float = 1e-5, sampling: str = ENGINE_SAMPLING,
+                             accountant: str = 'rdp') -> float:
+  """sigma: `noise_multiplier`, or calibrated from `target_epsilon` (> 0) for central DP.
 
   Args:
-    section: config.dp with fields noise_multiplier, or target_epsilon (+ delta, sampling,
-      accountant) to calibrate sigma for `rounds` rounds.
-    num_clients, clients_per_round, rounds: needed to calibrate (central DP only).
+    noise_multiplier: sigma >= 0 (used when target_epsilon is 0).
+    target_epsilon: epsilon to reach after `rounds` rounds at `delta` (0: use noise_multiplier).
+    num_clients, clients_per_round, rounds: needed to calibrate.
+    delta, sampling, accountant: the accounting the calibration uses.
 
   Returns:
     sigma (float).
   """
-  target = _section_value(section, 'target_epsilon', 0.0) or 0.0
-  if target:
-    if _section_value(section, 'name') == 'local':
-      raise ValueError('config.dp.target_epsilon is only supported for name="central"; set '
-                       'config.dp.noise_multiplier for local DP.')
+  if target_epsilon:
     if None in (num_clients, clients_per_round, rounds):
       raise ValueError('config.dp.target_epsilon needs num_clients, clients_per_round and rounds to '
                        'calibrate the noise multiplier.')
-    return _calibrated(float(target), int(num_clients), int(clients_per_round), int(rounds),
-                       float(_section_value(section, 'delta', 1e-5)),
-                       _section_value(section, 'sampling', ENGINE_SAMPLING),
-                       _section_value(section, 'accountant', 'rdp'))
-  sigma = _section_value(section, 'noise_multiplier')
-  if sigma is None:
+    return _calibrated(float(target_epsilon), int(num_clients), int(clients_per_round), int(rounds), float(delta),
+                       sampling, accountant)
+  if noise_multiplier is None:
     raise ValueError('config.dp needs noise_multiplier (>= 0) or target_epsilon (> 0).')
-  accounting.validate_noise_multiplier(float(sigma))
-  return float(sigma)
+  accounting.validate_noise_multiplier(float(noise_multiplier))
+  return float(noise_multiplier)
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,8 +175,9 @@ def _calibrated(target, num_clients, clients_per_round, rounds, delta, sampling,
                                                sampling, accountant)
 
 
-def _check_sampling(section, engine_sampling: str) -> str:
-  sampling = _section_value(section, 'sampling', engine_sampling)
+def check_sampling(sampling: str | None, engine_sampling: str = ENGINE_SAMPLING) -> str:
+  """The sampling the accountant assumes (None: the engine's); refuses one that differs from the engine's."""
+  sampling = engine_sampling if sampling is None else sampling
   if sampling != engine_sampling:
     raise ValueError(f'config.dp.sampling={sampling!r} does not match how the cohort is drawn '
                      f'(config.sampling={engine_sampling!r}); the accountant would report the wrong epsilon. '
@@ -191,41 +185,29 @@ def _check_sampling(section, engine_sampling: str) -> str:
   return sampling
 
 
-def build_central_dp(section, clients_per_round: int, num_clients: int | None = None,
-                     rounds: int | None = None, engine_sampling: str = ENGINE_SAMPLING) -> Aggregator:
-  """DP-FedAvg's aggregator from `config.dp` (name='central', clip_norm, noise_multiplier | target_epsilon).
-
-  `engine_sampling` is the run's config.sampling; target_epsilon is calibrated for it. The
-  denominator is clients_per_round, which under Poisson sampling is the expected cohort q * N.
-  """
-  _check_sampling(section, engine_sampling)
-  sigma = resolve_noise_multiplier(section, num_clients, clients_per_round, rounds)
-  return dp_mean(float(_section_value(section, 'clip_norm', 0.0)), sigma, clients_per_round)
-
-
-def build_local_dp(section) -> Transform:
-  """The local-DP transform from `config.dp` (name='local', clip_norm, noise_multiplier)."""
-  return local_dp(float(_section_value(section, 'clip_norm', 0.0)), resolve_noise_multiplier(section))
-
-
-def epsilon_reporter(section, clients_per_round: int, num_clients: int, rounds: int | None = None,
-                     engine_sampling: str = ENGINE_SAMPLING) -> Callable[[int], dict]:
+def epsilon_reporter(mode: str, noise_multiplier: float, *, clients_per_round: int, num_clients: int,
+                     delta: float = 1e-5, sampling: str = ENGINE_SAMPLING,
+                     accountant: str = 'rdp') -> Callable[[int], dict]:
   """`round -> {'epsilon': ..., 'delta': ..., 'noise_multiplier': ...}` for the runner's evaluations.
 
-  Central DP: the run's epsilon after `round` rounds (accounting.compute_epsilon with the section's
+  Central DP: the run's epsilon after `round` rounds (accounting.compute_epsilon with this
   sampling and accountant); with Poisson sampling and the RDP accountant, also 'epsilon_pld' (the
   tighter PLD accountant; dp-accounting has no PLD for fixed-size sampling). Local DP: the epsilon
   of a client that took part in every one of the `round` rounds (an upper bound for every client).
+
+  Args:
+    mode: 'central' or 'local'.
+    noise_multiplier: sigma (see `resolve_noise_multiplier`).
+    clients_per_round, num_clients: cohort and population sizes (central DP's sampling rate).
+    delta, sampling, accountant: the accounting.
   """
-  name = _section_value(section, 'name')
-  if name not in MODES:
-    raise ValueError(f'config.dp.name={name!r} must be one of {MODES} (or "none").')
-  delta = float(_section_value(section, 'delta', 1e-5))
+  if mode not in MODES:
+    raise ValueError(f'config.dp.name={mode!r} must be one of {MODES} (or "none").')
+  delta = float(delta)
   accounting.validate_delta(delta)
-  sampling = _check_sampling(section, engine_sampling)
-  accountant = _section_value(section, 'accountant', 'rdp')
-  sigma = resolve_noise_multiplier(section, num_clients, clients_per_round, rounds)
-  if name == 'central':
+  sigma = float(noise_multiplier)
+  accounting.validate_noise_multiplier(sigma)
+  if mode == 'central':
     accounting.validate_sampling(num_clients, clients_per_round, sampling, accountant)
     def report(t):
       out = {'epsilon': accounting.compute_epsilon(sigma, num_clients, clients_per_round, t, delta, sampling,

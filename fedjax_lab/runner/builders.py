@@ -1,10 +1,14 @@
-"""From a config to the pieces of a run: small explicit registries of name -> builder.
+"""From a config to the pieces of a run.
 
-Every builder validates its config fields and raises ValueError naming the field before anything
-is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete example):
+Every section goes through a registry (fedjax_lab/runner/registry.py): its `name` picks a builder,
+every other field is passed to it, and a field the builder does not take, a missing required one,
+or a NaN is refused with a ValueError naming the field before anything is compiled. The config
+layout (configs/base.py holds the run-level fields every config starts from; configs/fedavg_mnist1d.py
+is a complete example):
 
-  config.seed, config.rounds, config.clients_per_round, config.dropout_rate, config.placement,
-  config.chunk_size, config.memory_budget_mb, config.num_devices
+  config.seed, config.rounds, config.eval_every, config.checkpoint_every, config.progress
+  config.clients_per_round (the cohort; the population is the data's num_clients), config.dropout_rate
+  config.placement, config.chunk_size, config.memory_budget_mb, config.num_devices
   config.sampling ('fixed_size' | 'poisson'), config.sampling_overflow_probability: how cohorts are
     drawn (fedjax_lab/data/sampling.py); 'poisson' has each client join with probability
     clients_per_round / num_clients, in an array of `cohort_size` slots; config.dp.sampling must match
@@ -16,24 +20,26 @@ is compiled. The config layout (see configs/fedavg_mnist1d.py for a complete exa
     (see fedjax_lab/runner/train.py and fedjax_lab/data/host.py)
   config.data:       name + keyword arguments of `fedjax_lab.data.datasets.load_dataset`
   config.model:      name (+ hidden, ... keyword arguments of the model builder)
-  config.algorithm:  name, client_lr, server_optimizer, server_lr, local_epochs, batch_size, ...
+  config.algorithm:  name (ALGORITHMS) and the fields of its builder below: client_lr, local_epochs,
+                     batch_size, client_optimizer (+ client_momentum), server_optimizer, server_lr
+                     (+ server_momentum, server_b1, server_b2, server_eps), prox_mu, client_lr_decay ...
                      (decentralized names: learning_rate, batch_size, order, local_steps)
-  config.aggregator: name (+ its arguments)
-  config.attack, config.compression, config.dp: optional sections, name='none' switches them off
-  config.topology:   decentralized algorithms only: name, weights, gossip, ... (one node per client;
-                     configs/dpsgd_digits.py)
+  config.aggregator: name (+ its arguments; the cohort size is passed as clients_per_round)
+  config.attack, config.compression, config.preaggregation, config.dp: optional sections,
+                     name='none' switches them off (attack.fraction: who is Byzantine)
+  config.topology:   decentralized algorithms only: name, weights, the graph's arguments, gossip,
+                     allow_disconnected (one node per client; configs/dpsgd_digits.py)
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import ml_collections
-import optax
 
-from fedjax_lab import aggregators as aggregators_lib
 from fedjax_lab import transforms as transforms_lib
 from fedjax_lab.algorithms.base import Algorithm
 from fedjax_lab.algorithms.fedavg import fedavg, fedsgd
@@ -41,16 +47,82 @@ from fedjax_lab.algorithms.scaffold import scaffold
 from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import sampling
 from fedjax_lab.models import models as models_lib
+from fedjax_lab.runner import registry
+from fedjax_lab.runner.registry import NONE, check_range, section_fields
 
 ConfigDict = ml_collections.ConfigDict
 
+# ---------------------------------------------------------------------------------------------
+# Run-level fields: what configs/base.py holds, with the range each must lie in.
 
-def _section(config: ConfigDict, name: str) -> ConfigDict:
-  return config.get(name) or ConfigDict({'name': 'none'})
+SECTIONS = ('data', 'model', 'algorithm', 'aggregator', 'attack', 'compression', 'preaggregation', 'dp',
+            'topology')
 
 
-def _kwargs(section: ConfigDict, exclude=('name',)) -> dict[str, Any]:
-  return {k: v for k, v in section.to_dict().items() if k not in exclude}
+class _Range(NamedTuple):
+  low: float | None = None
+  high: float | None = None
+  integer: bool = False
+  low_open: bool = False
+  high_open: bool = False
+
+
+# field -> its range (None: not a number; checked where it is used).
+RUN_FIELDS: dict[str, _Range | None] = {
+    'name': None,
+    'seed': _Range(0, integer=True),
+    'rounds': _Range(1, integer=True),
+    'eval_every': _Range(1, integer=True),
+    'checkpoint_every': _Range(1, integer=True),
+    'progress': None,
+    'clients_per_round': _Range(1, integer=True),
+    'dropout_rate': _Range(0, 1, high_open=True),
+    'sampling': None,
+    'sampling_overflow_probability': _Range(0, 1, low_open=True, high_open=True),
+    'placement': None,
+    'chunk_size': _Range(0, integer=True),
+    'memory_budget_mb': _Range(0),
+    'num_devices': _Range(0, integer=True),
+    'data_placement': None,
+    'prefetch_depth': _Range(0, integer=True),
+    'deadline': None,  # > 0 or inf: fedjax_lab.data.deadline.validate_deadline
+    'seconds_per_example': _Range(0, low_open=True),
+    'speed_sigma': _Range(0),
+}
+
+
+def validate_run_fields(config: ConfigDict) -> None:
+  """Refuses a top-level field that is neither a run field nor a section, and numbers out of range.
+
+  The config is unlocked (experiments/run.py accepts new fields, so `--config.aggregator.f=1` can
+  add one); this is what keeps a typo such as `--config.roudns=5` an error.
+  """
+  for field in config.keys():
+    if field not in RUN_FIELDS and field not in SECTIONS:
+      raise ValueError(f'config.{field} is not a field of a run; valid fields: '
+                       f'{", ".join(sorted(RUN_FIELDS) + list(SECTIONS))}.')
+  for field, spec in RUN_FIELDS.items():
+    value = config.get(field)
+    if spec is None or value is None:
+      continue
+    check_range(f'config.{field}', value, spec.low, spec.high, integer=spec.integer, low_open=spec.low_open,
+                high_open=spec.high_open)
+  deadline = config.get('deadline')
+  if deadline is not None:
+    from fedjax_lab.data import deadline as deadline_lib
+    deadline_lib.validate_deadline(deadline)
+
+
+def _optional_section(config: ConfigDict, section: str, runner_fields: tuple[str, ...] = ()) -> dict | None:
+  """config.<section>'s fields, or None when its name is 'none' (then only runner fields may be set)."""
+  fields = section_fields(config, section)
+  if fields.get('name', NONE) in (NONE, None):
+    extra = sorted(set(fields) - {'name'} - set(runner_fields))
+    if extra:
+      raise ValueError(f'config.{section}.{extra[0]} is set but config.{section}.name={NONE!r}: set the name '
+                       f'(one of {sorted(registry.registries().get(section, {}))}) or remove the field.')
+    return None
+  return fields
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,156 +130,199 @@ def _kwargs(section: ConfigDict, exclude=('name',)) -> dict[str, Any]:
 
 
 def build_dataset(config: ConfigDict):
-  """Loads `config.data.name` with the section's other fields as keyword arguments."""
+  """Loads `config.data.name` with the section's other fields as keyword arguments (seed: config.seed)."""
   from fedjax_lab.data import datasets  # imported lazily: it pulls in scikit-learn and mnist1d.
-  kwargs = _kwargs(config.data)
-  kwargs.setdefault('seed', config.seed)
-  return datasets.load_dataset(config.data.name, **kwargs)
+  fields = section_fields(config, 'data')
+  name = fields.pop('name', None)
+  for field, value in fields.items():
+    registry.check_finite(f'config.data.{field}', value)
+  fields.setdefault('seed', config.get('seed', 0))
+  return datasets.load_dataset(name, **{k: registry.plain_value(v) for k, v in fields.items()})
 
 
 def build_model(config: ConfigDict, input_shape, num_classes: int) -> models_lib.Model:
-  section = config.model
-  kwargs = _kwargs(section)
-  if 'hidden' in kwargs:
-    kwargs['hidden'] = tuple(kwargs['hidden'])
-  if 'features' in kwargs:
-    kwargs['features'] = tuple(kwargs['features'])
-  return models_lib.get_model(section.name, tuple(input_shape), num_classes, **kwargs)
+  """config.model through registry.MODELS (input_shape and num_classes are supplied)."""
+  return registry.build_section('config.model', 'model', registry.MODELS, section_fields(config, 'model'),
+                                {'input_shape': tuple(input_shape), 'num_classes': num_classes})
 
 
 # ---------------------------------------------------------------------------------------------
-# Server optimizers (FedOpt, Reddi et al. 2021).
-
-SERVER_OPTIMIZERS: dict[str, Callable[[ConfigDict], optax.GradientTransformation]] = {
-    'sgd': lambda a: optax.sgd(a.server_lr),
-    'momentum': lambda a: optax.sgd(a.server_lr, momentum=a.get('server_momentum', 0.9)),
-    'adam': lambda a: optax.adam(a.server_lr, b1=a.get('server_b1', 0.9), b2=a.get('server_b2', 0.99),
-                                 eps=a.get('server_eps', 1e-3)),
-    'yogi': lambda a: optax.yogi(a.server_lr, b1=a.get('server_b1', 0.9), b2=a.get('server_b2', 0.99),
-                                 eps=a.get('server_eps', 1e-3)),
-    'adagrad': lambda a: optax.adagrad(a.server_lr, eps=a.get('server_eps', 1e-3)),
-}
-
-CLIENT_OPTIMIZERS: dict[str, Callable[[ConfigDict], optax.GradientTransformation]] = {
-    'sgd': lambda a: optax.sgd(a.client_lr, momentum=a.get('client_momentum') or None),
-    'adam': lambda a: optax.adam(a.client_lr),
-}
+# Aggregators, transforms, attacks and DP.
 
 
-def build_server_optimizer(section: ConfigDict) -> optax.GradientTransformation:
-  name = section.get('server_optimizer', 'sgd')
-  if name not in SERVER_OPTIMIZERS:
-    raise ValueError(f'Unknown config.algorithm.server_optimizer={name!r}; choose one of {sorted(SERVER_OPTIMIZERS)}.')
-  if section.get('server_lr', 1.0) <= 0:
-    raise ValueError(f'config.algorithm.server_lr={section.server_lr} must be > 0.')
-  return SERVER_OPTIMIZERS[name](section)
-
-
-def build_client_optimizer(section: ConfigDict) -> optax.GradientTransformation:
-  name = section.get('client_optimizer', 'sgd')
-  if name not in CLIENT_OPTIMIZERS:
-    raise ValueError(f'Unknown config.algorithm.client_optimizer={name!r}; choose one of {sorted(CLIENT_OPTIMIZERS)}.')
-  if section.client_lr <= 0:
-    raise ValueError(f'config.algorithm.client_lr={section.client_lr} must be > 0.')
-  return CLIENT_OPTIMIZERS[name](section)
-
-
-def client_lr_schedule(section: ConfigDict) -> Callable | None:
-  """`round -> scale` from config.algorithm.client_lr_decay ('none', 'inverse', 'inverse_sqrt', 'step')."""
-  kind = section.get('client_lr_decay', 'none')
-  rate = section.get('client_lr_decay_rate', 0.0)
-  if kind == 'none':
+def build_privacy(config: ConfigDict, num_clients: int) -> registry.Privacy | None:
+  """config.dp through registry.PRIVACY (None when config.dp.name is 'none')."""
+  fields = _optional_section(config, 'dp')
+  if fields is None:
     return None
-  if rate < 0:
-    raise ValueError(f'config.algorithm.client_lr_decay_rate={rate} must be >= 0.')
-  if kind == 'inverse':  # eta_r = eta / (1 + rate * r), the O(1/r) decay of Li et al. (2020)
-    return lambda r: 1.0 / (1.0 + rate * r)
-  if kind == 'inverse_sqrt':
-    return lambda r: 1.0 / (1.0 + rate * r) ** 0.5
-  if kind == 'step':  # halve every `client_lr_decay_every` rounds
-    every = section.get('client_lr_decay_every', 100)
-    return lambda r: 0.5 ** (r // every)
-  raise ValueError(f'Unknown config.algorithm.client_lr_decay={kind!r}; '
-                   "choose 'none', 'inverse', 'inverse_sqrt' or 'step'.")
+  supplied = dict(clients_per_round=config.clients_per_round, num_clients=num_clients, rounds=config.rounds,
+                  engine_sampling=config.get('sampling', 'fixed_size'))
+  return registry.build_section('config.dp', 'DP mode', registry.PRIVACY, fields, supplied)
 
 
-# ---------------------------------------------------------------------------------------------
-# Aggregators, transforms and attacks. Implementations live in their packages; the names here
-# are what configs use.
+def build_aggregator(config: ConfigDict, num_clients: int):
+  """config.aggregator through registry.AGGREGATORS, or central DP's aggregator; None for the mean.
+
+  None (FedAvg's example-weighted mean) lets a mean stream over the cohort.
+  """
+  fields = section_fields(config, 'aggregator')
+  if fields.get('name') in (NONE, None):
+    fields['name'] = 'mean'
+  privacy = build_privacy(config, num_clients)
+  if privacy is not None and privacy.aggregator is not None:
+    if fields != {'name': 'mean'}:
+      raise ValueError('config.dp.name="central" replaces the aggregator (clip, sum, noise, divide by the cohort); '
+                       f'set config.aggregator.name="mean" with no other fields (got {fields}).')
+    return privacy.aggregator
+  if fields == {'name': 'mean'}:
+    return None
+  return registry.build_section('config.aggregator', 'aggregator', registry.AGGREGATORS, fields,
+                                {'clients_per_round': config.clients_per_round})
 
 
-def _aggregator_registry() -> dict[str, Callable[..., aggregators_lib.Aggregator]]:
-  registry = {'mean': lambda **kw: aggregators_lib.mean()}
-  registry.update(getattr(aggregators_lib, 'AGGREGATORS', {}))
-  return registry
+def build_attack(config: ConfigDict, num_classes: int):
+  """config.attack through registry.ATTACKS: an attacks.Attack(transform, data_attack), or None."""
+  fields = _optional_section(config, 'attack', registry.ATTACK_RUNNER_FIELDS)
+  if fields is None:
+    return None
+  return registry.build_section('config.attack', 'attack', registry.ATTACKS, fields,
+                                {'clients_per_round': config.clients_per_round, 'num_classes': num_classes},
+                                runner_fields=registry.ATTACK_RUNNER_FIELDS)
 
 
-def build_aggregator(config: ConfigDict, clients_per_round: int, num_clients: int | None = None
-                     ) -> aggregators_lib.Aggregator:
-  dp = _section(config, 'dp')
-  if dp.get('name', 'none') == 'central':
-    # DP-FedAvg replaces the aggregator: clip, sum, Gaussian noise, divide by the cohort size.
-    from fedjax_lab.privacy import dp as dp_lib
-    if _section(config, 'aggregator').get('name', 'mean') not in ('mean', 'none'):
-      raise ValueError('config.dp.name="central" replaces the aggregator; set config.aggregator.name="mean".')
-    return dp_lib.build_central_dp(dp, clients_per_round, num_clients, rounds=config.rounds,
-                                   engine_sampling=config.get('sampling', 'fixed_size'))
-  section = _section(config, 'aggregator')
-  name = section.get('name', 'mean')
-  if name in ('none', None):
-    name = 'mean'
-  registry = _aggregator_registry()
-  if name not in registry:
-    raise ValueError(f'Unknown config.aggregator.name={name!r}; choose one of {sorted(registry)}.')
-  kwargs = _kwargs(section)
-  return registry[name](num_clients=clients_per_round, **kwargs)
-
-
-def build_transform(config: ConfigDict, num_params: int, num_clients: int):
-  """Chains the configured update transforms: update attack, compression, local DP noise.
+def build_transform(config: ConfigDict, num_params: int, num_clients: int, num_classes: int = 10):
+  """Chains the configured update transforms: update attack, compression, pre-aggregation, local DP noise.
 
   Returns None when nothing is configured, which lets a mean aggregator stream.
   """
   parts = []
-  attack = _section(config, 'attack')
-  if attack.get('name', 'none') != 'none':
-    from fedjax_lab import attacks
-    update_attack = attacks.build_update_attack(attack, clients_per_round=config.clients_per_round)
-    if update_attack is not None:
-      parts.append(update_attack)
-  compression = _section(config, 'compression')
-  if compression.get('name', 'none') != 'none':
-    from fedjax_lab.transforms import compression as compression_lib
-    parts.append(compression_lib.build(compression, num_params=num_params, num_clients=num_clients))
-  preagg = _section(config, 'preaggregation')
-  if preagg.get('name', 'none') != 'none':
-    from fedjax_lab.transforms import preaggregation
-    parts.append(preaggregation.build(preagg, clients_per_round=config.clients_per_round))
-  dp = _section(config, 'dp')
-  if dp.get('name', 'none') == 'local':
-    from fedjax_lab.privacy import dp as dp_lib
-    parts.append(dp_lib.build_local_dp(dp))
+  attack = build_attack(config, num_classes)
+  if attack is not None and attack.transform is not None:
+    parts.append(attack.transform)
+  compression = _optional_section(config, 'compression')
+  if compression is not None:
+    parts.append(registry.build_section('config.compression', 'compressor', registry.COMPRESSORS, compression,
+                                        {'num_params': num_params, 'num_clients': num_clients}))
+  preaggregation = _optional_section(config, 'preaggregation')
+  if preaggregation is not None:
+    parts.append(registry.build_section('config.preaggregation', 'pre-aggregation', registry.PREAGGREGATORS,
+                                        preaggregation, {'clients_per_round': config.clients_per_round}))
+  privacy = build_privacy(config, num_clients)
+  if privacy is not None and privacy.transform is not None:
+    parts.append(privacy.transform)
   if not parts:
     return None
   return parts[0] if len(parts) == 1 else transforms_lib.chain(*parts)
 
 
 def build_data_attack(config: ConfigDict, num_classes: int):
-  attack = _section(config, 'attack')
-  if attack.get('name', 'none') == 'none':
-    return None
-  from fedjax_lab import attacks
-  return attacks.build_data_attack(attack, num_classes=num_classes)
+  attack = build_attack(config, num_classes)
+  return None if attack is None else attack.data_attack
 
 
 # ---------------------------------------------------------------------------------------------
-# Algorithms.
+# Algorithms. Each server algorithm's builder lists its config.algorithm fields as parameters
+# (registry.call checks the section against them); the first parameters are supplied by the runner.
 
 FEDAVG_FAMILY = ('fedavg', 'fedprox', 'fedsgd', 'fedavgm', 'fedadam', 'fedyogi', 'fedadagrad')
 _FEDOPT_SERVER = {'fedavgm': 'momentum', 'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
 # Decentralized (no server): every client is a node of config.topology, all of them train every round.
-DECENTRALIZED = ('dpsgd', 'local_sgd_gossip', 'gradient_tracking', 'exact_diffusion')
+DECENTRALIZED = tuple(registry.DECENTRALIZED)
 ALGORITHMS = FEDAVG_FAMILY + ('scaffold',) + DECENTRALIZED
+
+
+def client_lr_schedule(kind: str = 'none', rate: float = 0.0, every: int = 100) -> Callable | None:
+  """`round -> scale` for config.algorithm.client_lr_decay ('none', 'inverse', 'inverse_sqrt', 'step')."""
+  if kind == 'none':
+    return None
+  check_range('config.algorithm.client_lr_decay_rate', rate, 0)
+  if kind == 'inverse':  # eta_r = eta / (1 + rate * r), the O(1/r) decay of Li et al. (2020)
+    return lambda r: 1.0 / (1.0 + rate * r)
+  if kind == 'inverse_sqrt':
+    return lambda r: 1.0 / (1.0 + rate * r) ** 0.5
+  if kind == 'step':  # halve every `client_lr_decay_every` rounds
+    check_range('config.algorithm.client_lr_decay_every', every, 1, integer=True)
+    return lambda r: 0.5 ** (r // every)
+  raise ValueError(f'Unknown config.algorithm.client_lr_decay={kind!r}; '
+                   "choose 'none', 'inverse', 'inverse_sqrt' or 'step'.")
+
+
+def _server_optimizer(name, server_lr, server_momentum, server_b1, server_b2, server_eps):
+  return registry.build_optimizer('server', name, server_lr, momentum=server_momentum, b1=server_b1, b2=server_b2,
+                                  eps=server_eps)
+
+
+def _check_local_training(local_epochs, batch_size) -> None:
+  check_range('config.algorithm.local_epochs', local_epochs, 1, integer=True)
+  if batch_size != -1:
+    check_range('config.algorithm.batch_size', batch_size, 1, integer=True)
+
+
+def _fedavg_builder(variant: str) -> Callable[..., Algorithm]:
+  """config.algorithm.name=variant: FedAvg, FedProx, or FedOpt with the variant's server optimizer."""
+
+  def build(model, max_examples, aggregator, transform, data_attack, placement, chunk_size, mesh,
+            client_lr: float, local_epochs: int, batch_size: int, client_optimizer: str = 'sgd',
+            client_momentum: float | None = None, server_optimizer: str | None = None, server_lr: float = 1.0,
+            server_momentum: float | None = None, server_b1: float | None = None, server_b2: float | None = None,
+            server_eps: float | None = None, prox_mu: float = 0.0, client_lr_decay: str = 'none',
+            client_lr_decay_rate: float = 0.0, client_lr_decay_every: int = 100) -> Algorithm:
+    _check_local_training(local_epochs, batch_size)
+    check_range('config.algorithm.prox_mu', prox_mu, 0)
+    if variant == 'fedprox' and prox_mu <= 0:
+      raise ValueError(f'config.algorithm.prox_mu={prox_mu} must be > 0 for FedProx.')
+    server_name = server_optimizer or 'sgd'
+    if variant in _FEDOPT_SERVER and server_name == 'sgd':
+      server_name = _FEDOPT_SERVER[variant]
+    server = _server_optimizer(server_name, server_lr, server_momentum, server_b1, server_b2, server_eps)
+    client = registry.build_optimizer('client', client_optimizer, client_lr, momentum=client_momentum)
+    return fedavg(model, client, server, local_epochs, batch_size, max_examples, aggregator=aggregator,
+                  transform=transform, data_attack=data_attack, prox_mu=prox_mu,
+                  client_lr_schedule=client_lr_schedule(client_lr_decay, client_lr_decay_rate, client_lr_decay_every),
+                  name=variant, placement=placement, chunk_size=chunk_size, mesh=mesh)
+
+  build.__name__ = variant
+  return build
+
+
+def _fedsgd(model, max_examples, aggregator, transform, data_attack, placement, chunk_size, mesh,
+            server_optimizer: str = 'sgd', server_lr: float = 1.0, server_momentum: float | None = None,
+            server_b1: float | None = None, server_b2: float | None = None,
+            server_eps: float | None = None) -> Algorithm:
+  """FedSGD: one full-batch gradient per client; only the server optimizer is configurable."""
+  server = _server_optimizer(server_optimizer, server_lr, server_momentum, server_b1, server_b2, server_eps)
+  return fedsgd(model, server, max_examples, aggregator=aggregator, transform=transform, data_attack=data_attack,
+                placement=placement, chunk_size=chunk_size, mesh=mesh)
+
+
+
+
+def _scaffold(model, max_examples, num_clients, aggregator, transform, data_attack, placement, chunk_size, mesh,
+              client_lr: float, local_epochs: int, batch_size: int, client_optimizer: str = 'sgd',
+              server_optimizer: str = 'sgd', server_lr: float = 1.0, server_momentum: float | None = None,
+              server_b1: float | None = None, server_b2: float | None = None, server_eps: float | None = None,
+              prox_mu: float = 0.0, client_lr_decay: str = 'none', client_lr_decay_rate: float = 0.0,
+              client_lr_decay_every: int = 100) -> Algorithm:
+  """SCAFFOLD: plain-SGD local steps (its control-variate update assumes SGD at a fixed step)."""
+  del client_lr_decay_rate, client_lr_decay_every  # only read with a decay, which SCAFFOLD refuses
+  _check_local_training(local_epochs, batch_size)
+  check_range('config.algorithm.client_lr', client_lr, 0, low_open=True)
+  for field, value, neutral in (('client_optimizer', client_optimizer, 'sgd'), ('prox_mu', prox_mu, 0.0),
+                                ('client_lr_decay', client_lr_decay, 'none')):
+    if value != neutral:
+      raise ValueError(f'config.algorithm.{field}={value!r} is not supported by SCAFFOLD (its control variates '
+                       f'assume plain SGD at a fixed step); set it to {neutral!r}.')
+  server = _server_optimizer(server_optimizer, server_lr, server_momentum, server_b1, server_b2, server_eps)
+  common = dict(placement=placement, chunk_size=chunk_size, mesh=mesh, aggregator=aggregator, transform=transform,
+                data_attack=data_attack)
+  return scaffold(model, client_lr, server, local_epochs, batch_size, max_examples, num_clients, **common)
+
+
+SERVER_ALGORITHMS: dict[str, Callable[..., Algorithm]] = {
+    **{name: _fedavg_builder(name) for name in FEDAVG_FAMILY if name != 'fedsgd'},
+    'fedsgd': _fedsgd,
+    'scaffold': _scaffold,
+}
 
 
 def build_decentralized(config: ConfigDict, model: models_lib.Model, num_clients: int, mesh) -> Algorithm:
@@ -216,31 +331,23 @@ def build_decentralized(config: ConfigDict, model: models_lib.Model, num_clients
   The runner's cohort is then every client in order, every round: clients_per_round must equal the
   number of clients and nobody drops out (a node that skips a round would need a time-varying W).
   """
-  from fedjax_lab.algorithms import decentralized
   if config.clients_per_round != num_clients:
     raise ValueError(f'config.clients_per_round={config.clients_per_round} must equal the number of clients '
                      f'({num_clients}) for config.algorithm.name={config.algorithm.name!r}: every node trains '
                      'every round.')
   if config.get('dropout_rate', 0.0) != 0.0:
     raise ValueError(f'config.dropout_rate={config.dropout_rate} must be 0 for decentralized training.')
-  for section in ('attack', 'compression', 'dp'):
-    if _section(config, section).get('name', 'none') != 'none':
-      raise ValueError(f'config.{section}.name={_section(config, section).name!r} is not supported by the '
-                       f'decentralized algorithms; set it to "none".')
-  topology = _section(config, 'topology')
-  if topology.get('name', 'none') == 'none':
-    raise ValueError('config.topology.name is required for decentralized training (e.g. "ring", "torus", '
-                     '"exponential"; see fedjax_lab.topology.GRAPHS).')
-  topology = topology.to_dict()
-  topology.setdefault('num_nodes', num_clients)
-  if topology['num_nodes'] != num_clients:
-    raise ValueError(f'config.topology.num_nodes={topology["num_nodes"]} must equal the number of clients '
-                     f'({num_clients}).')
-  algorithm = {k: v for k, v in config.algorithm.to_dict().items() if k in _DECENTRALIZED_FIELDS}
-  return decentralized.from_config(algorithm, topology, model, mesh)
-
-
-_DECENTRALIZED_FIELDS = ('name', 'learning_rate', 'batch_size', 'order', 'local_steps')
+  for section in ('attack', 'compression', 'preaggregation', 'dp'):
+    name = section_fields(config, section).get('name', NONE)
+    if name != NONE:
+      raise ValueError(f'config.{section}.name={name!r} is not supported by the decentralized algorithms; set it '
+                       'to "none".')
+  aggregator = section_fields(config, 'aggregator')
+  if aggregator.get('name', NONE) not in (NONE, 'mean') or len(aggregator) > 1:
+    raise ValueError(f'config.aggregator={aggregator} is not used by the decentralized algorithms (gossip mixes '
+                     'the nodes); set config.aggregator.name="mean".')
+  return registry.build_decentralized(section_fields(config, 'algorithm'), section_fields(config, 'topology'),
+                                      model, num_clients, mesh)
 
 
 _DEADLINE_TAG = 0x0D1E  # folded into the round's step key for the deadline's speed draws
@@ -354,10 +461,10 @@ _SECTIONS = ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'top
 def _is_set(config: ConfigDict, field: str):
   """The value of an optional section or algorithm field when it asks for something, else None."""
   if field == 'aggregator':
-    name = _section(config, 'aggregator').get('name', 'mean')
+    name = section_fields(config, 'aggregator').get('name', 'mean')
     return None if name in ('mean', 'none', None) else name
   if field in _SECTIONS:
-    name = _section(config, field).get('name', 'none')
+    name = section_fields(config, field).get('name', 'none')
     return None if name in ('none', None) else name
   value = config.algorithm.get(field)
   unset = {'prox_mu': (None, 0, 0.0), 'client_lr_decay': (None, 'none'), 'client_optimizer': (None, 'sgd'),
@@ -417,48 +524,32 @@ def refuse_unhonoured_sections(config: ConfigDict) -> None:
 
 def _build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num_classes: int, mesh,
                      chunk_size: int | None) -> Algorithm:
-  section = config.algorithm
-  name = section.name
+  fields = section_fields(config, 'algorithm')
+  name = fields.get('name')
   if name not in ALGORITHMS:
     raise ValueError(f'Unknown config.algorithm.name={name!r}; choose one of {sorted(ALGORITHMS)}.')
-  if name in _FEDOPT_SERVER and section.get('server_optimizer', 'sgd') == 'sgd':
-    section = ConfigDict(section.to_dict())
-    section.server_optimizer = _FEDOPT_SERVER[name]
   refuse_unhonoured_sections(config)
   if name in DECENTRALIZED:
     return build_decentralized(config, model, train_data.num_clients, mesh)
-  server_optimizer = build_server_optimizer(section)
-  max_examples = train_data.max_examples
-  common = dict(placement=config.get('placement', 'auto'), chunk_size=chunk_size, mesh=mesh)
+  topology = section_fields(config, 'topology')
+  if topology.get('name', NONE) != NONE:
+    raise ValueError(f'config.topology.name={topology["name"]!r} applies to the decentralized algorithms '
+                     f'({", ".join(DECENTRALIZED)}), not to {name!r}; set it to "none".')
   num_params = models_lib.num_params(model.init(jax.random.key(0)))
-  aggregator = build_aggregator(config, config.clients_per_round, train_data.num_clients)
-  transform = build_transform(config, num_params, train_data.num_clients)
-  data_attack = build_data_attack(config, num_classes)
-  if name == 'scaffold':
-    return scaffold(model, section.client_lr, server_optimizer, section.local_epochs, section.batch_size,
-                    max_examples, train_data.num_clients, aggregator=aggregator, transform=transform,
-                    data_attack=data_attack, client_lr_schedule=client_lr_schedule(section), **common)
-  if name == 'fedsgd':
-    return fedsgd(model, server_optimizer, max_examples, aggregator=aggregator, transform=transform,
-                  data_attack=data_attack, **common)
-  prox_mu = section.get('prox_mu', 0.0)
-  if name == 'fedprox' and prox_mu <= 0:
-    raise ValueError(f'config.algorithm.prox_mu={prox_mu} must be > 0 for FedProx.')
-  return fedavg(model, build_client_optimizer(section), server_optimizer, section.local_epochs,
-                section.batch_size, max_examples, aggregator=aggregator, transform=transform,
-                data_attack=data_attack, prox_mu=prox_mu, client_lr_schedule=client_lr_schedule(section),
-                name=name, **common)
+  supplied = dict(model=model, max_examples=train_data.max_examples, num_clients=train_data.num_clients,
+                  aggregator=build_aggregator(config, train_data.num_clients),
+                  transform=build_transform(config, num_params, train_data.num_clients, num_classes),
+                  data_attack=build_data_attack(config, num_classes),
+                  placement=config.get('placement', 'auto'), chunk_size=chunk_size, mesh=mesh)
+  return registry.build_section('config.algorithm', 'algorithm', SERVER_ALGORITHMS, fields, supplied)
 
 
 def validate_run_config(config: ConfigDict, num_clients: int) -> None:
   """Cheap checks of the run-level fields (the builders check their own sections)."""
-  if config.rounds < 1:
-    raise ValueError(f'config.rounds={config.rounds} must be >= 1.')
-  if config.get('eval_every', 1) < 1:
-    raise ValueError(f'config.eval_every={config.eval_every} must be >= 1.')
+  validate_run_fields(config)
   sampling.validate_sampling(num_clients, config.clients_per_round, config.get('dropout_rate', 0.0))
   validate_cohort_sampling(config)
-  attack = _section(config, 'attack')
+  attack = section_fields(config, 'attack')
   fraction = attack.get('fraction', 0.0)
   if not 0.0 <= fraction < 1.0:
     raise ValueError(f'config.attack.fraction={fraction} must be in [0, 1).')
@@ -477,12 +568,8 @@ def validate_cohort_sampling(config: ConfigDict) -> None:
 
 def build_reporters(config: ConfigDict, num_clients: int) -> list[Callable[[int], dict]]:
   """Host-side per-evaluation reporters, `round -> dict of extra metrics` (e.g. DP's epsilon)."""
-  reporters = []
-  dp = _section(config, 'dp')
-  if dp.get('name', 'none') != 'none':
-    refuse_unhonoured_sections(config)  # an epsilon only for a run whose algorithm adds the noise
-    from fedjax_lab.privacy import dp as dp_lib
-    reporters.append(dp_lib.epsilon_reporter(dp, clients_per_round=config.clients_per_round,
-                                             num_clients=num_clients, rounds=config.rounds,
-                                             engine_sampling=config.get('sampling', 'fixed_size')))
-  return reporters
+  privacy = build_privacy(config, num_clients)
+  if privacy is None:
+    return []
+  refuse_unhonoured_sections(config)  # an epsilon only for a run whose algorithm adds the noise
+  return [privacy.report]

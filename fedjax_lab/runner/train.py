@@ -151,6 +151,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     RunDivergedError: a loss became NaN or infinite (the message gives round and metric).
   """
   config = ml_collections.ConfigDict(config)
+  builders.validate_run_fields(config)
   data_placement = config.get('data_placement', 'device')
   validate_data_placement(data_placement, config.get('prefetch_depth', 1))
   num_clients_hint = config.data.get('num_clients')

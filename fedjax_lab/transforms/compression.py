@@ -29,7 +29,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from fedjax_lab.transforms.base import ClientContext, RoundContext, Transform, per_client_transform
 
@@ -210,7 +209,7 @@ class QuantizeState(NamedTuple):
   bytes_sent: jax.Array
 
 
-def quantize(bits: int, rotate: bool = False) -> Transform:
+def quantize(bits: int = 8, rotate: bool = False) -> Transform:
   """Stochastic uniform b-bit quantization of each client's whole update.
 
   Args:
@@ -322,50 +321,33 @@ def topk(k: int, num_params: int, num_clients: int, error_feedback: bool = True)
 
 
 # ---------------------------------------------------------------------------------------------
-# From a config section (called by fedjax_lab.runner.builders.build_transform).
+# By name (the runner's registry, fedjax_lab/runner/registry.py, passes config.compression's fields).
 
 COMPRESSORS = ('quantize', 'topk')
 
 
-def bytes_per_client(section: ml_collections.ConfigDict | dict, num_params: int) -> int:
-  """Bytes one client uploads under the configured compression ('none': dense float32)."""
-  section = dict(section.to_dict() if hasattr(section, 'to_dict') else section)
-  name = section.get('name', 'none')
+def resolve_k(num_params: int, k: int | None = None, fraction: float | None = None) -> int:
+  """Top-k's k: `k` itself (1..num_params), else max(1, round(fraction * num_params))."""
+  if k is not None:
+    validate_k(k, num_params)
+    return int(k)
+  if fraction is None:
+    raise ValueError('config.compression needs k (an integer) or fraction (in (0, 1]) for top-k.')
+  return k_from_fraction(fraction, num_params)
+
+
+def bytes_per_client(name: str, num_params: int, bits: int = 8, rotate: bool = False, k: int | None = None,
+                     fraction: float | None = None, error_feedback: bool = True) -> int:
+  """Bytes one client uploads under compressor `name` ('none': dense float32).
+
+  Takes the compressors' own arguments (error_feedback does not change the size), so a
+  compressor's fields can be passed unchanged.
+  """
+  del error_feedback
   if name == 'none':
     return dense_bytes_per_client(num_params)
   if name == 'quantize':
-    return quantize_bytes_per_client(num_params, section.get('bits', 8), section.get('rotate', False))
+    return quantize_bytes_per_client(num_params, bits, rotate)
   if name == 'topk':
-    return topk_bytes_per_client(_k_of(section, num_params))
+    return topk_bytes_per_client(resolve_k(num_params, k, fraction))
   raise ValueError(f'Unknown config.compression.name={name!r}; choose one of {list(COMPRESSORS)} or none.')
-
-
-def _k_of(section: dict, num_params: int) -> int:
-  if section.get('k') is not None:
-    k = section['k']
-    validate_k(k, num_params)
-    return int(k)
-  if section.get('fraction') is None:
-    raise ValueError('config.compression needs k (an integer) or fraction (in (0, 1]) for top-k.')
-  return k_from_fraction(section['fraction'], num_params)
-
-
-def build(section, num_params: int, num_clients: int) -> Transform:
-  """The compressor named by `config.compression.name`.
-
-  Args:
-    section: config.compression; 'quantize' reads bits (default 8) and rotate (default False);
-      'topk' reads k or fraction, and error_feedback (default True).
-    num_params: D.
-    num_clients: K (rows of the error-feedback table).
-
-  Returns:
-    Transform.
-  """
-  section = dict(section.to_dict() if hasattr(section, 'to_dict') else section)
-  name = section.get('name')
-  if name == 'quantize':
-    return quantize(section.get('bits', 8), section.get('rotate', False))
-  if name == 'topk':
-    return topk(_k_of(section, num_params), num_params, num_clients, section.get('error_feedback', True))
-  raise ValueError(f'Unknown config.compression.name={name!r}; choose one of {list(COMPRESSORS)}.')

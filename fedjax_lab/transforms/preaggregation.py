@@ -24,12 +24,12 @@ def _honest_majority_check(name, f):
   return cohort.breakdown_check(condition)
 
 
-def _with_check(name, f, num_clients, fn):
+def _with_check(name, f, clients_per_round, fn):
   cohort.check_int(f, 'f', 0)
   check = _honest_majority_check(name, f)
-  if num_clients is not None:
-    cohort.check_int(num_clients, 'clients_per_round', 1)
-    check(num_clients)
+  if clients_per_round is not None:
+    cohort.check_int(clients_per_round, 'clients_per_round', 1)
+    check(clients_per_round)
 
   def checked(updates, ctx: RoundContext):
     check(cohort.cohort_size(updates))
@@ -53,7 +53,7 @@ def nnm_matrix(sq_distances, mask, f: int):
   return jnp.where(mask[:, None], matrix, jnp.eye(num, dtype=jnp.float32))
 
 
-def nearest_neighbor_mixing(f: int, num_clients: int | None = None) -> Transform:
+def nearest_neighbor_mixing(f: int, clients_per_round: int | None = None) -> Transform:
   """Nearest Neighbour Mixing, NNM (Allouah, Farhadkhani, Guerraoui, Gupta, Pinot & Stephan,
   "Fixing by Mixing", AISTATS 2023, Algorithm 1).
 
@@ -62,7 +62,7 @@ def nearest_neighbor_mixing(f: int, num_clients: int | None = None) -> Transform
 
   Args:
     f: assumed number of Byzantine clients (>= 0).
-    num_clients: cohort size (clients_per_round), to check 2f < n before compiling.
+    clients_per_round: cohort size n, to check 2f < n before compiling.
   Returns:
     Transform (stateless), leaves [C, ...] -> [C, ...].
   """
@@ -71,7 +71,7 @@ def nearest_neighbor_mixing(f: int, num_clients: int | None = None) -> Transform
     mixed = cohort.mix(gathered, nnm_matrix(cohort.pairwise_sq_distances(gathered), cohort.present(weights), f))
     return cohort.reshard_like(mixed, updates)
 
-  return _with_check('nearest_neighbor_mixing', f, num_clients, fn)
+  return _with_check('nearest_neighbor_mixing', f, clients_per_round, fn)
 
 
 def arc_num_clipped(n: int, f: int) -> int:
@@ -89,7 +89,7 @@ def arc_factors(sq_norms, mask, f: int):
   return jnp.where(mask, cohort.clip_factors(sq_norms, threshold), 1.0)
 
 
-def adaptive_robust_clipping(f: int, num_clients: int | None = None) -> Transform:
+def adaptive_robust_clipping(f: int, clients_per_round: int | None = None) -> Transform:
   """Adaptive Robust Clipping, ARC (Allouah, Guerraoui, Gupta, Pinot & Rizk, "Boosting Robustness
   by Clipping Gradients in Distributed Learning", 2024, Algorithm 1).
 
@@ -98,7 +98,7 @@ def adaptive_robust_clipping(f: int, num_clients: int | None = None) -> Transfor
 
   Args:
     f: assumed number of Byzantine clients (>= 0).
-    num_clients: cohort size (clients_per_round), to check 2f < n before compiling.
+    clients_per_round: cohort size n, to check 2f < n before compiling.
   Returns:
     Transform (stateless), leaves [C, ...] -> [C, ...].
   """
@@ -107,26 +107,17 @@ def adaptive_robust_clipping(f: int, num_clients: int | None = None) -> Transfor
     factors = arc_factors(cohort.sq_norms(gathered), cohort.present(weights), f)
     return cohort.reshard_like(cohort.scale_rows(gathered, factors), updates)
 
-  return _with_check('adaptive_robust_clipping', f, num_clients, fn)
+  return _with_check('adaptive_robust_clipping', f, clients_per_round, fn)
 
 
 nnm = nearest_neighbor_mixing
 arc = adaptive_robust_clipping
 
 
+# name -> builder(f, clients_per_round=None): config.preaggregation.name (fedjax_lab/runner/registry.py).
 PREAGGREGATORS = {
     'nnm': nearest_neighbor_mixing,
     'nearest_neighbor_mixing': nearest_neighbor_mixing,
     'arc': adaptive_robust_clipping,
     'adaptive_robust_clipping': adaptive_robust_clipping,
 }
-
-
-def build(section, clients_per_round: int | None = None) -> Transform:
-  """The pre-aggregation transform of `config.preaggregation` (`name`: 'nnm' or 'arc', and `f`)."""
-  values = section.to_dict() if hasattr(section, 'to_dict') else dict(section)
-  name = values.pop('name', 'none')
-  if name not in PREAGGREGATORS:
-    raise ValueError(f'Unknown config.preaggregation.name={name!r}; choose one of {sorted(PREAGGREGATORS)}.')
-  values.setdefault('num_clients', clients_per_round)
-  return PREAGGREGATORS[name](**values)

@@ -418,23 +418,6 @@ def test_bad_topology_and_data_raise():
     algorithm.step(algorithm.init(zeros_like_model(model)), engine.every_client_inputs(data), jax.random.key(0))
 
 
-def test_from_config_builds_and_validates():
-  model = models_lib.linear_regression((D,))
-  algorithm = dec.from_config({'name': 'gradient_tracking', 'learning_rate': 0.1, 'batch_size': 2},
-                              {'name': 'exponential', 'num_nodes': N, 'max_power': 1, 'gossip': 'sparse'}, model)
-  assert algorithm.name == 'gradient_tracking'
-  data, _ = least_squares()
-  state, metrics = jax.jit(algorithm.step)(algorithm.init(zeros_like_model(model)), engine.every_client_inputs(data),
-                                           jax.random.key(0))
-  assert np.isfinite(float(metrics['train_loss']))
-  with pytest.raises(ValueError, match="config.algorithm.name='fedavg'"):
-    dec.from_config({'name': 'fedavg', 'learning_rate': 0.1}, {'name': 'ring', 'num_nodes': N}, model)
-  with pytest.raises(ValueError, match='config.topology.hops'):
-    dec.from_config({'name': 'dpsgd', 'learning_rate': 0.1}, {'name': 'ring', 'num_nodes': N, 'hops': 2}, model)
-  with pytest.raises(ValueError, match='allow_disconnected=True'):
-    dec.from_config({'name': 'dpsgd', 'learning_rate': 0.1}, {'name': 'disconnected', 'num_nodes': N}, model)
-
-
 @pytest.mark.slow
 def test_studies_and_figures_smoke(tmp_path):
   # Every study config (shrunk further) runs end to end, writes its JSON, and its figure script reads it.

@@ -61,7 +61,7 @@ def test_bad_inputs_give_clear_errors():
   with pytest.raises(ValueError, match='byzantine_fraction=0.5 >= 0.5: median needs an honest majority'):
     robustness_grid.validate_cell(config, (0.2, 0.5))
   config.attack = ml_collections.ConfigDict({'name': 'sign_flop', 'fraction': 0.1})
-  with pytest.raises(ValueError, match="Unknown attack 'sign_flop'"):
+  with pytest.raises(ValueError, match="Unknown config.attack.name='sign_flop'"):
     robustness_grid.validate_cell(config, (0.1,))
   with pytest.raises(ValueError, match=r'krum: f=10 .*n > 2f \+ 2'):
     grid.defences.krum.f = 10

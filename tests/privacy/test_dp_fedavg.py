@@ -4,7 +4,6 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -124,39 +123,38 @@ def test_poisson_cohort_drives_fedavg():
   assert np.all(np.isfinite(np.asarray(state.params['Dense_0']['kernel'])))
 
 
-def test_config_builders_and_reporter():
-  central = ml_collections.ConfigDict({'name': 'central', 'clip_norm': 1.0, 'noise_multiplier': 1.2,
-                                       'delta': 1e-5, 'sampling': 'fixed_size'})
-  report = dp.epsilon_reporter(central, clients_per_round=10, num_clients=200)
+def test_epsilon_reporter_and_noise_calibration():
+  report = dp.epsilon_reporter('central', 1.2, clients_per_round=10, num_clients=200, delta=1e-5,
+                               sampling='fixed_size')
   assert report(0)['epsilon'] == 0.0
   assert report(30)['epsilon'] == pytest.approx(
       accounting.compute_epsilon(1.2, 200, 10, 30, 1e-5, sampling='fixed_size'), rel=1e-9)
-  calibrated = ml_collections.ConfigDict({'name': 'central', 'clip_norm': 1.0, 'target_epsilon': 2.0,
-                                          'delta': 1e-5, 'sampling': 'poisson'})
-  report = dp.epsilon_reporter(calibrated, 10, 200, rounds=30, engine_sampling='poisson')(30)
+  sigma = dp.resolve_noise_multiplier(target_epsilon=2.0, num_clients=200, clients_per_round=10, rounds=30,
+                                      delta=1e-5, sampling='poisson')
+  report = dp.epsilon_reporter('central', sigma, clients_per_round=10, num_clients=200, sampling='poisson')(30)
   eps = report['epsilon']
   assert report['epsilon_pld'] < eps  # PLD is reported beside RDP for Poisson sampling, and is tighter
   assert eps == pytest.approx(2.0, rel=1e-2) and eps <= 2.0
-  assert dp.build_central_dp(central, 10).streaming  # clip per client, sum, noise once: streams
-  local = ml_collections.ConfigDict({'name': 'local', 'clip_norm': 1.0, 'noise_multiplier': 3.0})
-  assert dp.epsilon_reporter(local, 10, 200)(5)['epsilon'] == pytest.approx(dp.local_dp_epsilon(3.0, 5, 1e-5))
-  dp.build_local_dp(local)
+  assert dp.resolve_noise_multiplier(3.0) == 3.0
+  local = dp.epsilon_reporter('local', 3.0, clients_per_round=10, num_clients=200)
+  assert local(5)['epsilon'] == pytest.approx(dp.local_dp_epsilon(3.0, 5, 1e-5))
+  assert dp.check_sampling(None, 'poisson') == 'poisson'
 
 
-@pytest.mark.parametrize('fields,match', [
-    ({'name': 'central', 'clip_norm': 1.0, 'noise_multiplier': 1.0, 'sampling': 'poisson'}, 'sampling'),
-    ({'name': 'central', 'clip_norm': 1.0}, 'noise_multiplier'),
-    ({'name': 'central', 'clip_norm': 1.0, 'target_epsilon': 1.0}, 'rounds'),
-    ({'name': 'central', 'clip_norm': 1.0, 'noise_multiplier': 1.0, 'delta': 1.5}, 'delta'),
-    ({'name': 'shuffle', 'clip_norm': 1.0, 'noise_multiplier': 1.0}, 'config.dp.name'),
+@pytest.mark.parametrize('call,match', [
+    (lambda: dp.check_sampling('poisson', 'fixed_size'), 'config.dp.sampling'),
+    (lambda: dp.resolve_noise_multiplier(), 'noise_multiplier'),
+    (lambda: dp.resolve_noise_multiplier(target_epsilon=1.0), 'rounds'),
+    (lambda: dp.epsilon_reporter('central', 1.0, clients_per_round=10, num_clients=200, delta=1.5), 'delta'),
+    (lambda: dp.epsilon_reporter('shuffle', 1.0, clients_per_round=10, num_clients=200), 'config.dp.name'),
 ])
-def test_config_errors(fields, match):
+def test_accounting_errors(call, match):
   with pytest.raises(ValueError, match=match):
-    dp.epsilon_reporter(ml_collections.ConfigDict(fields), clients_per_round=10, num_clients=200)
+    call()
 
 
 def test_component_errors():
   with pytest.raises(ValueError, match='mode'):
     dp.dp_fedavg_components(1.0, 1.0, 10, mode='shuffle')
   with pytest.raises(ValueError, match='clip_norm'):
-    dp.build_local_dp(ml_collections.ConfigDict({'name': 'local', 'clip_norm': -1.0, 'noise_multiplier': 1.0}))
+    dp.local_dp(-1.0, 1.0)

@@ -3,7 +3,6 @@
 import chex
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
@@ -141,25 +140,24 @@ def test_error_feedback_sends_everything_eventually():
   assert errors[True] < 0.2 * errors[False]
 
 
-def test_build_and_bytes_per_client_from_config():
-  section = ml_collections.ConfigDict({'name': 'topk', 'fraction': 0.1, 'error_feedback': True})
-  t = comp.build(section, num_params=100, num_clients=4)
-  assert t.init(None).residuals.shape == (4, 100)
-  assert comp.bytes_per_client(section, 100) == 10 * 8
-  assert comp.bytes_per_client({'name': 'quantize', 'bits': 8}, 100) == 108
-  assert comp.bytes_per_client({'name': 'none'}, 100) == 400
+def test_bytes_per_client_and_resolve_k():
+  assert comp.resolve_k(100, fraction=0.1) == 10
+  assert comp.resolve_k(100, k=7) == 7
+  assert comp.bytes_per_client('topk', 100, fraction=0.1, error_feedback=True) == 10 * 8
+  assert comp.bytes_per_client('quantize', 100, bits=8) == 108
+  assert comp.bytes_per_client('none', 100) == 400
 
 
-@pytest.mark.parametrize('section, field', [
-    ({'name': 'quantize', 'bits': 0}, 'config.compression.bits'),
-    ({'name': 'quantize', 'bits': 33}, 'config.compression.bits'),
-    ({'name': 'quantize', 'bits': 2.5}, 'config.compression.bits'),
-    ({'name': 'topk', 'k': 0}, 'config.compression.k'),
-    ({'name': 'topk', 'k': 101}, 'config.compression.k'),
-    ({'name': 'topk', 'fraction': 0.0}, 'config.compression.fraction'),
-    ({'name': 'topk'}, 'config.compression'),
-    ({'name': 'zip'}, 'config.compression.name'),
+@pytest.mark.parametrize('call, field', [
+    (lambda: comp.quantize(0), 'config.compression.bits'),
+    (lambda: comp.quantize(33), 'config.compression.bits'),
+    (lambda: comp.quantize(2.5), 'config.compression.bits'),
+    (lambda: comp.resolve_k(100, k=0), 'config.compression.k'),
+    (lambda: comp.resolve_k(100, k=101), 'config.compression.k'),
+    (lambda: comp.resolve_k(100, fraction=0.0), 'config.compression.fraction'),
+    (lambda: comp.resolve_k(100), 'config.compression'),
+    (lambda: comp.bytes_per_client('zip', 100), 'config.compression.name'),
 ])
-def test_bad_input_names_the_field(section, field):
+def test_bad_input_names_the_field(call, field):
   with pytest.raises(ValueError, match=field.replace('.', r'\.')):
-    comp.build(section, num_params=100, num_clients=4)
+    call()

@@ -63,9 +63,9 @@ def ref_arc(updates, weights, f):
 
 
 TRANSFORMS = {
-    'nnm_f2': (transforms.nearest_neighbor_mixing(2, num_clients=16), lambda u, w: ref_nnm(u, w, 2)),
+    'nnm_f2': (transforms.nearest_neighbor_mixing(2, clients_per_round=16), lambda u, w: ref_nnm(u, w, 2)),
     'nnm_f0': (transforms.nnm(0), lambda u, w: ref_nnm(u, w, 0)),
-    'arc_f3': (transforms.adaptive_robust_clipping(3, num_clients=16), lambda u, w: ref_arc(u, w, 3)),
+    'arc_f3': (transforms.adaptive_robust_clipping(3, clients_per_round=16), lambda u, w: ref_arc(u, w, 3)),
     'arc_f1': (transforms.arc(1), lambda u, w: ref_arc(u, w, 1)),
 }
 JITTED = {name: jax.jit(t.update) for name, (t, _) in TRANSFORMS.items()}
@@ -109,7 +109,7 @@ def test_arc_clips_the_k_largest_to_the_next_norm():
 
 def test_validation():
   with pytest.raises(ValueError, match=r'nearest_neighbor_mixing: f=5 needs 2f < n.*n=10'):
-    transforms.nearest_neighbor_mixing(5, num_clients=10)
+    transforms.nearest_neighbor_mixing(5, clients_per_round=10)
   with pytest.raises(ValueError, match='f=-1'):
     transforms.arc(-1)
   ctx = make_context(np.ones(4, np.float32), jax.random.key(0), None)

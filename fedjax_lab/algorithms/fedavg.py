@@ -195,7 +195,7 @@ def fedavg(
       sums = placement_lib.sum_clients(streamed_client, shared, streamed, placement, chunk_size, mesh)
       update, aggregator_state = form.finalize(sums['update'], sums['sum_weight'], state.aggregator_state,
                                                ctx._replace(rng=aggregate_key))
-      train_loss = sums['loss'] / jnp.where(sums['weight'] > 0, sums['weight'], 1.0)
+      train_loss = jnp.where(sums['weight'] > 0, sums['loss'] / jnp.maximum(sums['weight'], 1e-30), jnp.nan)
       transform_state = state.transform_state
       if transform is not None:
         shapes = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), state.params)
@@ -209,7 +209,7 @@ def fedavg(
       if transform is not None:
         deltas, transform_state = transform.update(deltas, transform_state, ctx)
       update, aggregator_state = aggregator.aggregate(deltas, state.aggregator_state, ctx._replace(rng=aggregate_key))
-      train_loss = jnp.sum(weights * outputs.loss) / safe_total
+      train_loss = jnp.where(total_weight > 0, jnp.sum(weights * outputs.loss) / safe_total, jnp.nan)
 
     # optax minimises: the aggregate delta points downhill, so its negation is the "gradient".
     server_grads = jax.tree.map(jnp.negative, update)

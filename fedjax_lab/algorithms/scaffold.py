@@ -102,7 +102,7 @@ def scaffold(
     model_bytes = tree_bytes(state.params)
     total = jnp.sum(weights)
     metrics = {
-        'train_loss': jnp.sum(weights * outputs.loss) / jnp.where(total > 0, total, 1.0),
+        'train_loss': jnp.where(total > 0, jnp.sum(weights * outputs.loss) / jnp.where(total > 0, total, 1.0), jnp.nan),
         'participants': participants,
         # SCAFFOLD doubles the traffic: c goes down with x, delta_c comes up with delta_y.
         'bytes_down': jnp.asarray(2 * ids.shape[0] * model_bytes, jnp.float32),

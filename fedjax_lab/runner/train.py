@@ -239,8 +239,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
       if overwrite:
         workdir_lib.wipe(workdir)
       plan = workdir_lib.check(config, workdir)  # again, under the lock: another process may have written
-      if plan.stored_config != workdir_lib.canonical(config):
-        workdir_lib.write_config(config, workdir)
+      if plan.stored_config is None or plan.stored_config.get('rounds') != config.rounds:
+        workdir_lib.write_config(config, workdir)  # (the ignored fields do not change results: not rewritten)
     else:
       os.makedirs(workdir, exist_ok=True)
     return _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampling, cohort_size,

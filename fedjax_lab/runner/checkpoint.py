@@ -51,19 +51,29 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract), totals=ocp.args.JsonRestore()))
     return restored['state'], dict(restored['totals'] or {})
 
-  def restore_latest(self, like: Any) -> tuple[int | None, Any, dict]:
+  def restore_latest(self, like: Any, prefer_at_most: int | None = None) -> tuple[int | None, Any, dict]:
     """(round, state, totals) of the newest checkpoint that restores; (None, like, {}) when there is none.
 
     A checkpoint that fails (truncated data, empty or corrupt metadata, another state structure) is
     logged and moved aside to `<directory>.damaged/<round>-<time>`, so the round can be saved again;
     the next older one is tried.
 
+    Args:
+      like: a state of the run's structure, shapes, dtypes and shardings.
+      prefer_at_most: try the checkpoints of rounds <= this first (the last round metrics.jsonl holds
+        a row for, so no row goes missing); newer ones are deleted if one of those restores (the
+        rounds after it are recomputed, with the same numbers).
+
     Raises:
       NoRestorableCheckpointError: checkpoints exist but none restores.
     """
     rounds = self.all_rounds()
-    failures = []
-    for round_index in reversed(rounds):
+    if prefer_at_most is not None and any(r <= prefer_at_most for r in rounds):
+      order = [r for r in reversed(rounds) if r <= prefer_at_most] + [r for r in reversed(rounds) if r > prefer_at_most]
+    else:
+      order = list(reversed(rounds))
+    failures, damaged = [], []
+    for round_index in order:
       try:
         state, totals = self.restore(round_index, like)
       except Exception as error:  # orbax/tensorstore raise many types for damaged files
@@ -72,9 +82,11 @@ class Checkpointer:
         logging.warning('Checkpoint %s does not restore (%s: %s); trying the previous one.', path,
                         type(error).__name__, summary)
         failures.append(f'{path}: {type(error).__name__}: {summary}')
+        damaged.append(round_index)
         continue
-      if failures:
-        self._set_aside([r for r in rounds if r > round_index])
+      newer = [r for r in rounds if r > round_index]
+      if newer:
+        self._set_aside([r for r in newer if r in damaged], [r for r in newer if r not in damaged])
       return round_index, state, totals
     if failures:
       raise NoRestorableCheckpointError(
@@ -83,14 +95,19 @@ class Checkpointer:
           '(overwrite=True) to start afresh.')
     return None, like, {}
 
-  def _set_aside(self, rounds: list[int]) -> None:
+  def _set_aside(self, damaged: list[int], superseded: list[int]) -> None:
+    """Moves damaged checkpoints to `<directory>.damaged/`, deletes superseded ones (recomputed)."""
     self._manager.close()
-    aside = self.directory + '.damaged'
-    os.makedirs(aside, exist_ok=True)
-    for round_index in rounds:
+    for round_index in damaged:
+      aside = self.directory + '.damaged'
+      os.makedirs(aside, exist_ok=True)
       target = os.path.join(aside, f'{round_index}-{int(time.time())}')
       shutil.move(os.path.join(self.directory, str(round_index)), target)
       logging.warning('Moved the damaged checkpoint of round %d to %s.', round_index, target)
+    for round_index in superseded:
+      shutil.rmtree(os.path.join(self.directory, str(round_index)))
+      logging.warning('Resuming before round %d (metrics.jsonl has no row for it): its checkpoint is deleted and '
+                      'the round recomputed.', round_index)
     self._manager = self._open()
 
   def close(self) -> None:

@@ -69,18 +69,21 @@ def _replace_atomically(path: str, write) -> None:
 class MetricsWriter:
   """Appends rows to `workdir/metrics.jsonl`; on resume keeps only rows up to the restored round."""
 
-  def __init__(self, workdir: str, resume_round: int | None, enabled: bool = True):
+  def __init__(self, workdir: str, resume_round: int | None, enabled: bool = True, rows: list[dict] | None = None):
     """`resume_round=None`: a fresh start (no rows kept). `enabled=False` (processes other than 0 of a
-    multi-process run) keeps rows in memory only."""
+    multi-process run) keeps rows in memory only. `rows`: the file's rows if already read."""
     self.enabled = enabled
     self.jsonl_path = os.path.join(workdir, 'metrics.jsonl')
     self.csv_path = os.path.join(workdir, 'metrics.csv')
     existed = os.path.exists(self.jsonl_path)
-    rows = read_jsonl(self.jsonl_path, tolerate_damage=True)
+    rows = read_jsonl(self.jsonl_path, tolerate_damage=True) if rows is None else rows
     keep = [] if resume_round is None else [r for r in rows if r['round'] <= resume_round]
     if resume_round is None and rows:
       logging.warning('%s holds %d rows but the run starts at round 0 (no checkpoint); they are replaced.',
                       self.jsonl_path, len(rows))
+    if resume_round is not None and keep and keep[-1]['round'] < resume_round:
+      logging.warning('%s has rows up to round %d only; resuming at round %d, the rows in between are missing.',
+                      self.jsonl_path, keep[-1]['round'], resume_round)
     if resume_round is not None and not existed:
       logging.warning('%s is missing; resuming at round %d, so it will hold the rows from there on only '
                       '(the cumulative totals come from the checkpoint).', self.jsonl_path, resume_round)

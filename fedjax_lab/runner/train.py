@@ -45,6 +45,7 @@ from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.runner import builders
+from fedjax_lab.runner import metrics_io
 from fedjax_lab.runner import workdir as workdir_lib
 from fedjax_lab.runner.checkpoint import Checkpointer
 from fedjax_lab.runner.metrics_io import MetricsWriter
@@ -269,8 +270,10 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
   checkpointer = Checkpointer(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
   # Cumulative counters live in the checkpoint, not in metrics.jsonl (which may be lost or trimmed).
   totals = {'bytes_up': 0.0, 'bytes_down': 0.0, 'empty_rounds': 0}
+  metrics_rows = metrics_io.read_jsonl(os.path.join(workdir, 'metrics.jsonl'), tolerate_damage=True)
   try:
-    restored_round, state, restored_totals = checkpointer.restore_latest(like=state)
+    restored_round, state, restored_totals = checkpointer.restore_latest(
+        like=state, prefer_at_most=metrics_rows[-1]['round'] if metrics_rows else None)
   except BaseException:
     checkpointer.close()
     raise
@@ -291,7 +294,7 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
     logging.info('%s already holds the finished %d-round run of this config; nothing to do.', workdir, rounds)
     summary.update(already_complete=True, params=state.params)
     return summary
-  writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=writes)
+  writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=writes, rows=metrics_rows)
   reporters = builders.build_reporters(config, train.num_clients)
 
   evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y))

@@ -34,7 +34,7 @@ def _flat(params):
   return np.concatenate([np.ravel(p) for p in jax.tree.leaves(params)])
 
 
-@pytest.mark.skipif(jax.device_count() < 8, 
+@pytest.mark.skipif(jax.device_count() < 8,
                     reason='needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8')
 @pytest.mark.slow
 def test_one_and_eight_devices_agree_within_the_stated_tolerance_over_300_rounds(tmp_path):

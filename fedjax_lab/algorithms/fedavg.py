@@ -241,9 +241,11 @@ def prepare_inputs(inputs: RoundInputs, data_attack, attack_key, gather: bool) -
 
 
 def weighted_loss(losses: jax.Array, weights: jax.Array) -> jax.Array:
-  """sum_i w_i loss_i / sum_i w_i over the cohort ([C] -> []); 0 when no client reported."""
+  """sum_i w_i loss_i / sum_i w_i over the cohort ([C] -> []); NaN when no client reported (no data is
+  not a loss of 0). Excluded clients are masked with where, so their loss never leaks in."""
   total = jnp.sum(weights)
-  return jnp.sum(weights * losses) / jnp.where(total > 0, total, 1.0)
+  summed = jnp.sum(jnp.where(weights > 0, weights * losses, 0.0))
+  return jnp.where(total > 0, summed / jnp.where(total > 0, total, 1.0), jnp.nan)
 
 
 def fedavg(
@@ -332,7 +334,7 @@ def fedavg(
       sums = placement_lib.sum_clients(streamed_client, shared, streamed, placement, chunk_size, mesh)
       update, aggregator_state, transform_state = server.reduce_streamed(sums['update'], sums['sum_weight'], state,
                                                                          ctx, aggregate_key)
-      train_loss = sums['loss'] / jnp.where(sums['weight'] > 0, sums['weight'], 1.0)
+      train_loss = jnp.where(sums['weight'] > 0, sums['loss'] / jnp.maximum(sums['weight'], 1e-30), jnp.nan)
     else:
       clients = (local_lib.ClientData(data.x, data.y, data.num_examples), client_keys(train_key, inputs.client_ids))
       outputs = placement_lib.map_clients(per_client, (state.params, lr_scale), clients, placement, chunk_size,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from typing import Any
 
@@ -44,12 +45,30 @@ from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.runner import builders
+from fedjax_lab.runner import metrics_io
+from fedjax_lab.runner import workdir as workdir_lib
 from fedjax_lab.runner.checkpoint import Checkpointer
 from fedjax_lab.runner.metrics_io import MetricsWriter
+
+# A run whose first rounds (this many, or all of them if fewer) had no participant at all stops.
+EMPTY_ROUNDS_BEFORE_REFUSING = 10
+DEFAULT_MAX_EMPTY_ROUND_FRACTION = 0.5
 
 
 class RunDivergedError(FloatingPointError):
   """Raised when a training or evaluation metric stops being finite."""
+
+
+class NoParticipantsError(RuntimeError):
+  """Raised when every round so far had no client report: nothing was trained."""
+
+
+class RunInterrupted(Exception):
+  """Raised after a requested stop (SIGTERM/SIGINT in experiments.run) once the checkpoint is saved."""
+
+  def __init__(self, message: str, round_index: int):
+    super().__init__(message)
+    self.round_index = round_index
 
 
 def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 1024) -> dict:
@@ -129,6 +148,36 @@ def _check_finite(row: dict, keys=('train_loss', 'test_loss')) -> None:
           f'(or server_lr), add clipping, or check the data; the metrics up to here are in metrics.jsonl.')
 
 
+def _reported(block_metrics: dict) -> np.ndarray:
+  """[L] bool: rounds of a block in which at least one client reported (all True without 'participants')."""
+  losses = np.asarray(block_metrics['train_loss'])
+  if 'participants' not in block_metrics:
+    return np.ones(losses.shape, bool)
+  return np.asarray(block_metrics['participants']) > 0
+
+
+def block_row(block_metrics: dict, totals: dict) -> dict:
+  """A block's row: each metric's mean over its rounds, with train_* metrics averaged over the rounds
+  in which a client reported (absent when none did), `empty_rounds` (rounds with no participant) and
+  the running `{bytes_up,bytes_down,empty_rounds}_total`, which it adds to `totals` in place."""
+  reported = _reported(block_metrics)
+  row: dict[str, Any] = {}
+  for key, values in block_metrics.items():
+    values = np.asarray(values, np.float64)
+    if key in ('bytes_up', 'bytes_down'):
+      totals[key] = totals.get(key, 0.0) + float(values.sum())
+      row[f'{key}_total'] = totals[key]
+    if key.startswith('train_'):
+      if reported.any():
+        row[key] = float(values[reported].mean())
+      continue
+    row[key] = float(values.mean())
+  row['empty_rounds'] = int((~reported).sum())
+  totals['empty_rounds'] = int(totals.get('empty_rounds', 0)) + row['empty_rounds']
+  row['empty_rounds_total'] = totals['empty_rounds']
+  return row
+
+
 def _write_json(path: str, payload: Any) -> None:
   if jax.process_index() != 0:  # in a multi-process run, process 0 writes the run's files
     return
@@ -136,31 +185,46 @@ def _write_json(path: str, payload: Any) -> None:
     json.dump(payload, f, indent=2, sort_keys=True, default=str)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False,
+        stop: threading.Event | None = None) -> dict:
   """Trains as configured, writing config.json, metrics.jsonl/.csv, checkpoints/ and summary.json.
+
+  The workdir belongs to one config (`fedjax_lab.runner.workdir`): a rerun with the same config
+  resumes from the newest checkpoint that restores, or returns at once if the run is complete; a
+  larger config.rounds continues training; another config is refused before anything is written.
 
   Args:
     config: see `fedjax_lab.runner.builders` for the fields (configs/*.py are complete examples).
     workdir: output folder; if it holds a checkpoint, the run resumes from it.
+    overwrite: delete whatever the workdir holds and start afresh.
+    stop: when set (e.g. by a signal handler), the run saves a checkpoint at the next block
+      boundary and raises RunInterrupted.
 
   Returns:
-    The summary dict (also written to workdir/summary.json).
+    The summary dict (also written to workdir/summary.json); 'already_complete' says whether the
+    workdir already held the finished run.
 
   Raises:
-    ValueError: an impossible config (before anything is compiled).
+    ValueError: an impossible config (before anything is compiled); WorkdirConfigError (a
+      ValueError): the workdir holds another config or more rounds.
+    WorkdirLockedError: another process is running in the workdir.
     RunDivergedError: a loss became NaN or infinite (the message gives round and metric).
+    NoParticipantsError: no client reported in any of the first rounds.
+    RunInterrupted: `stop` was set; the checkpoint of the round reached is saved.
   """
   config = ml_collections.ConfigDict(config)
   builders.validate_run_fields(config)
   data_placement = config.get('data_placement', 'device')
   validate_data_placement(data_placement, config.get('prefetch_depth', 1))
+  workdir_lib.validate_run_fields(config)
   num_clients_hint = config.data.get('num_clients')
   if num_clients_hint is not None:
     sampling.validate_sampling(num_clients_hint, config.clients_per_round, config.get('dropout_rate', 0.0))
   builders.validate_cohort_sampling(config)
   placement_lib.validate_placement(config.get('placement', 'auto'), config.get('chunk_size') or None)
+  if not overwrite:
+    workdir_lib.check(config, workdir)  # reads only: a refused config leaves every file untouched
 
-  os.makedirs(workdir, exist_ok=True)
   dataset = builders.build_dataset(config)
   train = dataset.train
   builders.validate_run_config(config, train.num_clients)
@@ -169,8 +233,29 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
   mesh = placement_lib.client_mesh(config.get('num_devices', 1))
   algorithm = builders.build_algorithm(config, model, train, dataset.num_classes, mesh)
-  _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
 
+  writes = jax.process_index() == 0  # in a multi-process run, process 0 writes the run's files
+  lock = workdir_lib.Lock(workdir) if writes else None
+  try:
+    if writes:
+      if overwrite:
+        workdir_lib.wipe(workdir)
+      plan = workdir_lib.check(config, workdir)  # again, under the lock: another process may have written
+      if plan.stored_config is None or plan.stored_config.get('rounds') != config.rounds:
+        workdir_lib.write_config(config, workdir)  # (the ignored fields do not change results: not rewritten)
+    else:
+      os.makedirs(workdir, exist_ok=True)
+    return _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampling, cohort_size,
+                  data_placement, writes)
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampling, cohort_size, data_placement,
+           writes) -> dict:
+  """The body of `run` once the workdir is checked, locked and holds config.json."""
+  train = dataset.train
   replicated = NamedSharding(mesh, P()) if mesh is not None else None
   put = lambda a: jax.device_put(np.asarray(a), replicated)
   host_data = data_placement == 'host'
@@ -183,35 +268,44 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   seed_key = jax.random.key(config.seed)
   init_key, base_key = jax.random.split(seed_key)
   state = algorithm.init(jax.tree.map(put, model.init(init_key)))
-  checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
-  start_round = checkpointer.latest_round()
-  if start_round is not None:
-    state = checkpointer.restore(start_round, like=state)
-    logging.info('Resuming from the checkpoint of round %d in %s', start_round, workdir)
+  checkpointer = Checkpointer(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
+  # Cumulative counters live in the checkpoint, not in metrics.jsonl (which may be lost or trimmed).
+  totals = {'bytes_up': 0.0, 'bytes_down': 0.0, 'empty_rounds': 0}
+  metrics_rows = metrics_io.read_jsonl(os.path.join(workdir, 'metrics.jsonl'), tolerate_damage=True)
+  try:
+    restored_round, state, restored_totals = checkpointer.restore_latest(
+        like=state, prefer_at_most=metrics_rows[-1]['round'] if metrics_rows else None)
+  except BaseException:
+    checkpointer.close()
+    raise
+  totals.update(restored_totals)
+  if restored_round is not None:
+    logging.info('Resuming from the checkpoint of round %d in %s', restored_round, workdir)
   if replicated is not None:
     # Leaves made by init (the round counter, optimizer state) would otherwise sit on one device and
     # come back from the first block replicated: a new input sharding, so a second compilation.
     state = jax.device_put(state, replicated)
   start_round = int(state.round)
-  writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=jax.process_index() == 0)
+  rounds = config.rounds
+  summary_path = os.path.join(workdir, workdir_lib.SUMMARY_FILE)
+  if start_round == rounds and os.path.exists(summary_path):
+    checkpointer.close()
+    with open(summary_path) as f:
+      summary = json.load(f)
+    logging.info('%s already holds the finished %d-round run of this config; nothing to do.', workdir, rounds)
+    summary.update(already_complete=True, params=state.params)
+    return summary
+  writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=writes, rows=metrics_rows)
   reporters = builders.build_reporters(config, train.num_clients)
 
   evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y))
   eval_every = config.get('eval_every', 1)
-  rounds = config.rounds
-  totals = {'bytes_up': 0.0, 'bytes_down': 0.0}
-  if writer.rows:
-    totals = {k: writer.rows[-1].get(f'{k}_total', 0.0) for k in totals}
+  max_empty_fraction = config.get('max_empty_round_fraction', DEFAULT_MAX_EMPTY_ROUND_FRACTION)
 
   def record(round_index: int, block_metrics: dict | None, seconds: float) -> dict:
     row: dict[str, Any] = {'round': round_index}
     if block_metrics is not None:
-      for key, values in block_metrics.items():
-        values = np.asarray(values)
-        if key in totals:
-          totals[key] += float(values.sum())
-          row[f'{key}_total'] = totals[key]
-        row[key] = float(values.mean())
+      row.update(block_row(block_metrics, totals))
     else:
       row.update({f'{k}_total': v for k, v in totals.items()})
     row.update({f'test_{k}': float(v) for k, v in evaluate(state).items()})
@@ -227,23 +321,32 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress = tqdm.tqdm(total=rounds, initial=start_round, desc=config.get('name', 'rounds'), unit='round',
                        disable=not config.get('progress', True))
   round_index = start_round
+  saved_round = restored_round
   last_row: dict = writer.rows[-1] if writer.rows else {}
   checkpoint_every = config.get('checkpoint_every', eval_every)
   first_block_seconds = None
+  warned_empty = False
   prefetcher = None
-  if host_data:
-    if algorithm.inputs != 'cohort':
-      raise ValueError(f"config.data_placement='host' draws a cohort per round on the host; algorithm "
-                       f"{algorithm.name!r} consumes {algorithm.inputs!r} inputs: use config.data_placement='device'.")
-    loader = host_lib.make_cohort_loader(train, config.clients_per_round, base_key, config.get('dropout_rate', 0.0),
-                                         byzantine, host_lib.cohort_sharding(mesh, cohort_size),
-                                         sampling=cohort_sampling, capacity=cohort_size)
-    prefetcher = host_lib.Prefetcher(loader, range(start_round, rounds), depth=int(config.get('prefetch_depth', 1)))
-  else:
-    sampler = make_sampler(algorithm, data, config.clients_per_round, config.get('dropout_rate', 0.0), byzantine,
-                           cohort_sampling, cohort_size)
   try:
+    if host_data:
+      if algorithm.inputs != 'cohort':
+        raise ValueError(f"config.data_placement='host' draws a cohort per round on the host; algorithm "
+                         f"{algorithm.name!r} consumes {algorithm.inputs!r} inputs: use "
+                         "config.data_placement='device'.")
+      loader = host_lib.make_cohort_loader(train, config.clients_per_round, base_key, config.get('dropout_rate', 0.0),
+                                           byzantine, host_lib.cohort_sharding(mesh, cohort_size),
+                                           sampling=cohort_sampling, capacity=cohort_size)
+      prefetcher = host_lib.Prefetcher(loader, range(start_round, rounds), depth=int(config.get('prefetch_depth', 1)))
+    else:
+      sampler = make_sampler(algorithm, data, config.clients_per_round, config.get('dropout_rate', 0.0), byzantine,
+                             cohort_sampling, cohort_size)
     while round_index < rounds:
+      if stop is not None and stop.is_set():
+        if saved_round != round_index:
+          checkpointer.save(round_index, state, totals)
+        raise RunInterrupted(
+            f'Stopped at round {round_index} of {rounds} on request; the checkpoint of round {round_index} is in '
+            f'{checkpointer.directory}. Rerun the same command to resume.', round_index)
       length = min(eval_every - round_index % eval_every, rounds - round_index)
       tic = time.time()
       if host_data:
@@ -253,15 +356,20 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       block_metrics = jax.device_get(block_metrics)
       first_block_seconds = first_block_seconds or time.time() - tic
       losses_seen = np.asarray(block_metrics['train_loss'])
-      if not np.all(np.isfinite(losses_seen)):
-        bad = round_index + int(np.argmax(~np.isfinite(losses_seen))) + 1
+      # NaN because nobody reported is not a diverged model: only rounds with a participant count.
+      bad_rounds = ~np.isfinite(losses_seen) & _reported(block_metrics)
+      if bad_rounds.any():
+        bad = round_index + int(np.argmax(bad_rounds)) + 1
         writer.write({'round': bad, 'train_loss': str(losses_seen[bad - round_index - 1]), 'diverged': True})
         _check_finite({'round': bad, 'train_loss': float(losses_seen[bad - round_index - 1])})
       round_index += length
       last_row = record(round_index, block_metrics, time.time() - start_time)
       _check_finite(last_row)
+      warned_empty = _check_empty_rounds(config, totals['empty_rounds'], round_index, rounds, max_empty_fraction,
+                                         warned_empty)
       if round_index % checkpoint_every == 0 or round_index == rounds:
-        checkpointer.save(round_index, state)
+        checkpointer.save(round_index, state, totals)
+        saved_round = round_index
       progress.update(length)
       progress.set_postfix({k: f'{last_row[k]:.4f}' for k in ('train_loss', 'test_accuracy') if k in last_row})
   finally:
@@ -282,8 +390,29 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'data_placement': data_placement,
       'sampling': cohort_sampling,
       'cohort_size': cohort_size,
+      'empty_rounds': totals['empty_rounds'],
       'final': last_row,
   }
-  _write_json(os.path.join(workdir, 'summary.json'), summary)
-  summary['params'] = state.params
+  if writes:
+    _write_json(os.path.join(workdir, workdir_lib.SUMMARY_FILE), summary)
+  summary.update(already_complete=False, params=state.params)
   return summary
+
+
+def _check_empty_rounds(config, empty_rounds: int, round_index: int, rounds: int, max_fraction: float,
+                        warned: bool) -> bool:
+  """Refuses a run in which nobody has reported yet; warns once when the empty share exceeds max_fraction.
+
+  Returns whether the warning has been given.
+  """
+  if empty_rounds == round_index and (round_index >= EMPTY_ROUNDS_BEFORE_REFUSING or round_index == rounds):
+    raise NoParticipantsError(
+        f'No client reported in any of the {round_index} rounds so far: nothing is being trained. Lower '
+        f'config.dropout_rate={config.get("dropout_rate", 0.0)}, raise config.deadline={config.get("deadline", None)} '
+        f'or config.clients_per_round={config.clients_per_round}; the metrics up to here are in metrics.jsonl.')
+  if not warned and round_index and empty_rounds / round_index > max_fraction:
+    logging.warning('%d of the %d rounds so far had no participant (more than config.max_empty_round_fraction=%g); '
+                    'their train metrics are skipped, and the model did not learn in them.', empty_rounds,
+                    round_index, max_fraction)
+    return True
+  return warned

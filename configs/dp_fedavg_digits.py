@@ -25,7 +25,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.checkpoint_every = 100
   config.placement = 'auto'
   config.chunk_size = 0
-  config.num_devices = 1
+  config.num_devices = 0  # 0: every usable core on CPU (one device each), every device on an accelerator
   config.progress = True
 
   config.data = ml_collections.ConfigDict({'name': 'digits', 'num_clients': 1438, 'partition': 'iid'})

@@ -4,6 +4,10 @@ r"""Runs one experiment from a config file: the only module that defines flags.
   python -m experiments.run --config=configs/fedavg_mnist1d.py:smoke --workdir=/tmp/x \
       --config.rounds=50 --config.data.alpha=0.1
 
+On CPU a run uses every core this process may run on (one JAX device per core, the cohort spread
+over them): `taskset -c 0 python -m experiments.run ...` is a one-core run; --config.num_devices=N or
+XLA_FLAGS=--xla_force_host_platform_device_count=N choose otherwise.
+
 Several hosts (one process per host, or several processes on one machine for testing):
 
   python -m experiments.run --config=... --workdir=... \
@@ -22,6 +26,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from fedjax_lab.runner import train
+from fedjax_lab.runtime import devices
 from fedjax_lab.runtime import distributed
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Experiment config file (configs/NAME.py[:arg]).',
@@ -49,6 +54,8 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietCheckpointing())
   if _COORDINATOR.value and _DISTRIBUTED_AUTO.value:
     raise app.UsageError('Pass either --distributed_auto or --coordinator_address, not both.')
+  if not (_DISTRIBUTED_AUTO.value or _COORDINATOR.value):  # multi-process runs keep one CPU device each
+    devices.use_all_cores(_CONFIG.value.get('num_devices', 0))  # before JAX starts: a CPU device per core
   if _DISTRIBUTED_AUTO.value:
     distributed.initialize_from_environment()
   elif _COORDINATOR.value:

@@ -46,6 +46,7 @@ from fedjax_lab.models import models as models_lib
 from fedjax_lab.runner import builders
 from fedjax_lab.runner.checkpoint import Checkpointer
 from fedjax_lab.runner.metrics_io import MetricsWriter
+from fedjax_lab.runtime import devices
 
 
 class RunDivergedError(FloatingPointError):
@@ -151,6 +152,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     RunDivergedError: a loss became NaN or infinite (the message gives round and metric).
   """
   config = ml_collections.ConfigDict(config)
+  devices.use_all_cores(config.get('num_devices', 0))  # before anything starts JAX; a no-op once it runs
   data_placement = config.get('data_placement', 'device')
   validate_data_placement(data_placement, config.get('prefetch_depth', 1))
   num_clients_hint = config.data.get('num_clients')
@@ -166,7 +168,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cohort_sampling = config.get('sampling', 'fixed_size')
   cohort_size = builders.cohort_size(config, train.num_clients)
   model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
-  mesh = placement_lib.client_mesh(config.get('num_devices', 1))
+  mesh = placement_lib.client_mesh(config.get('num_devices', 0))  # 0: every usable core / device
   algorithm = builders.build_algorithm(config, model, train, dataset.num_classes, mesh)
   _write_json(os.path.join(workdir, 'config.json'), config.to_dict())
 

@@ -47,6 +47,7 @@ import numpy as np
 import optax
 
 from benchmarks import report
+from benchmarks.report import matmul_ceiling_gflops
 from fedjax_lab import aggregators
 from fedjax_lab import engine
 from fedjax_lab.algorithms import fedavg
@@ -67,18 +68,6 @@ _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed rounds per setting (after o
 _MAX_VMAP = flags.DEFINE_integer('max_vmap_cohort', 1000, 'Skip vmap/python_loop above this cohort size.')
 _PROFILE = flags.DEFINE_string('profile_dir', None, 'Write a jax profiler trace of one round per setting here.')
 _JSON = flags.DEFINE_string('json', None, 'Write the rows as JSON here.')
-
-
-def matmul_ceiling_gflops(size: int = 2048, repeats: int = 10) -> float:
-  """Achieved float32 GFLOP/s of one large matmul: the machine's practical ceiling."""
-  a = jnp.ones((size, size), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  f(a).block_until_ready()
-  tic = time.perf_counter()
-  for _ in range(repeats):
-    out = f(a)
-  out.block_until_ready()
-  return 2 * size ** 3 * repeats / (time.perf_counter() - tic) / 1e9
 
 
 def _data(num_clients: int, examples: int) -> FederatedData:

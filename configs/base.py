@@ -32,7 +32,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.placement = 'auto'
   config.chunk_size = 0
   config.memory_budget_mb = 0.0  # with placement='chunked' and chunk_size=0: pick the chunk from this budget
-  config.num_devices = 1
+  config.num_devices = 0  # 0: every usable core on CPU (one device each), every device on an accelerator
   config.data_placement = 'device'  # 'host': clients stay in host memory, cohorts prefetched
   config.prefetch_depth = 1
 

@@ -10,6 +10,10 @@ Any field of any section can be set, including fields the config file does not l
 argument such as config.aggregator.f); the runner's registries refuse a field no builder takes,
 naming it and listing the valid ones (fedjax_lab/runner/registry.py).
 
+On CPU a run uses every core this process may run on (one JAX device per core, the cohort spread
+over them): `taskset -c 0 python -m experiments.run ...` is a one-core run; --config.num_devices=N or
+XLA_FLAGS=--xla_force_host_platform_device_count=N choose otherwise.
+
 Several hosts (one process per host, or several processes on one machine for testing):
 
   python -m experiments.run --config=... --workdir=... \
@@ -40,6 +44,7 @@ from ml_collections import config_flags
 
 from fedjax_lab.runner import train
 from fedjax_lab.runner import workdir
+from fedjax_lab.runtime import devices
 from fedjax_lab.runtime import distributed
 
 # Unlocked and accepting new fields, so `--config.aggregator.f=1` can add a builder's argument; the
@@ -91,6 +96,8 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietCheckpointing())
   if _COORDINATOR.value and _DISTRIBUTED_AUTO.value:
     raise app.UsageError('Pass either --distributed_auto or --coordinator_address, not both.')
+  if not (_DISTRIBUTED_AUTO.value or _COORDINATOR.value):  # multi-process runs keep one CPU device each
+    devices.use_all_cores(_CONFIG.value.get('num_devices', 0))  # before JAX starts: a CPU device per core
   if _DISTRIBUTED_AUTO.value:
     distributed.initialize_from_environment()
   elif _COORDINATOR.value:

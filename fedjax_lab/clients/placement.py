@@ -11,12 +11,16 @@ cohort is traversed:
              grow with the cohort when combined with a running weighted sum.
   'chunked'  `lax.map` over chunks of `chunk_size` clients with `vmap` inside: trades memory
              for parallelism.
-  'auto'     'scan' on CPU, 'vmap' elsewhere (measured; see benchmarks/placement_bench.py).
+  'auto'     'scan' on CPU (measured: benchmarks/placement_bench.py), 'vmap' elsewhere (the usual
+             choice for GPU/TPU, not yet measured here: no accelerator has been lent to this project).
 
 With a `mesh` that has a 'clients' axis of size > 1, the cohort is split across devices with
 `jax.shard_map`; each device applies the strategy to its share. A cohort whose size does not divide
 evenly is padded with zero clients (weight 0), which are dropped from stacked outputs again
 (that padding copies the cohort: pick C divisible by the device count for memory flat in C).
+`client_mesh(0)` (config.num_devices = 0, the default) spans every usable core on CPU and every
+device on an accelerator (`default_num_devices`); `fedjax_lab.runtime.devices.use_all_cores` creates
+one CPU device per core before JAX starts.
 
 Streaming sums (`weighted_sum_clients`, `sum_clients`) never build the [C, ...] stack: 'scan' and
 'chunked' read each chunk in place inside the loop and add the remainder as one smaller chunk, so
@@ -28,6 +32,7 @@ XLA's temporary memory is one client's (one chunk's) whatever C is. `chunk_size_
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -48,6 +53,7 @@ def resolve_strategy(strategy: str, backend: str | None = None) -> str:
   if strategy != 'auto':
     return strategy
   backend = backend or jax.default_backend()
+  # GPU/TPU: vmap is the conventional choice, unmeasured here (no accelerator lent yet); CPU is measured.
   return 'scan' if backend == 'cpu' else 'vmap'
 
 
@@ -308,15 +314,50 @@ def sum_clients(
   return weighted_sum_clients(fn, shared, per_client, ones, strategy, chunk_size, mesh)
 
 
-def client_mesh(num_devices: int | None = None) -> Mesh | None:
-  """A 1-D mesh over the first `num_devices` devices (all when None or 0), axis 'clients'.
+def usable_cores() -> int:
+  """Cores this process may run on (its CPU affinity: taskset, cgroups, containers); at least 1.
 
-  Returns None for a single device, so callers take the plain single-device path.
+  `os.cpu_count()` counts the machine's cores, not the ones this process is allowed to use.
+  """
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except (AttributeError, OSError):  # no affinity on this platform (macOS): every core
+    return max(1, os.cpu_count() or 1)
+
+
+def default_num_devices() -> int:
+  """What config.num_devices = 0 (auto) means here.
+
+  On CPU, min(CPU devices, usable cores): each device runs its share of the cohort on its own core,
+  and devices beyond the cores (fake test devices) add per-device overhead but no speed. On an
+  accelerator, or in a multi-process run, every device.
   """
   available = jax.device_count()
-  num_devices = num_devices or available
+  if jax.default_backend() != 'cpu' or jax.process_count() > 1:
+    return available
+  return max(1, min(available, usable_cores()))
+
+
+def client_mesh(num_devices: int | None = None) -> Mesh | None:
+  """A 1-D mesh over the first `num_devices` devices, axis 'clients'.
+
+  Args:
+    num_devices: config.num_devices; None or 0 is auto (`default_num_devices`: every usable core on
+      CPU, every device on an accelerator).
+
+  Returns:
+    The mesh, or None for a single device (callers then take the plain single-device path).
+  """
+  if num_devices is not None and (isinstance(num_devices, bool) or int(num_devices) != num_devices
+                                  or num_devices < 0):
+    raise ValueError(f'config.num_devices={num_devices!r} must be an integer >= 0 (0: every usable core on CPU, '
+                     'every device on an accelerator).')
+  available = jax.device_count()
+  num_devices = int(num_devices or default_num_devices())
   if num_devices > available:
-    raise ValueError(f'config.num_devices={num_devices} exceeds the {available} available devices.')
+    raise ValueError(f'config.num_devices={num_devices} exceeds the {available} available devices '
+                     '(on CPU, experiments.run creates config.num_devices devices at start-up; a process that '
+                     'started JAX first must set XLA_FLAGS=--xla_force_host_platform_device_count=N).')
   if num_devices == 1:
     return None
   return jax.make_mesh((num_devices,), (CLIENT_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),

@@ -49,6 +49,7 @@ from fedjax_lab.runner import metrics_io
 from fedjax_lab.runner import workdir as workdir_lib
 from fedjax_lab.runner.checkpoint import Checkpointer
 from fedjax_lab.runner.metrics_io import MetricsWriter
+from fedjax_lab.runtime import devices
 
 # A run whose first rounds (this many, or all of them if fewer) had no participant at all stops.
 EMPTY_ROUNDS_BEFORE_REFUSING = 10
@@ -71,15 +72,23 @@ class RunInterrupted(Exception):
     self.round_index = round_index
 
 
-def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 1024) -> dict:
-  """Test metrics over a whole centralized set x [N, ...], y [N], in padded batches under lax.map."""
+def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 1024, mesh=None) -> dict:
+  """Test metrics over a whole centralized set x [N, ...], y [N], in padded batches under lax.map.
+
+  With a client mesh each batch is split over its devices (each evaluates batch_size / devices
+  examples; the sums are all-reduced) instead of every device evaluating the whole set.
+  """
   n = x.shape[0]
-  batch_size = min(batch_size, n)
+  devices = placement_lib.num_mesh_clients(mesh)
+  batch_size = -(-min(batch_size, n) // devices) * devices
   num_batches = -(-n // batch_size)
   pad = num_batches * batch_size - n
   xb = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1)).reshape((num_batches, batch_size) + x.shape[1:])
   yb = jnp.pad(y, [(0, pad)] + [(0, 0)] * (y.ndim - 1)).reshape((num_batches, batch_size) + y.shape[1:])
   mb = (jnp.arange(num_batches * batch_size) < n).reshape(num_batches, batch_size)
+  if devices > 1:
+    split = lambda a: jax.lax.with_sharding_constraint(a, NamedSharding(mesh, P(None, placement_lib.CLIENT_AXIS)))
+    xb, yb, mb = split(xb), split(yb), split(mb)
 
   def one(batch):
     xs, ys, ms = batch
@@ -93,21 +102,21 @@ def evaluate_batched(model: models_lib.Model, params, x, y, batch_size: int = 10
   return jax.tree.map(lambda s: s / n, totals)
 
 
-def evaluate_state(model: models_lib.Model, evaluates: str, state, x, y) -> dict:
+def evaluate_state(model: models_lib.Model, evaluates: str, state, x, y, mesh=None) -> dict:
   """Test metrics of the model(s) a state stands for, as the algorithm declares (`Algorithm.evaluates`).
 
   'global': state.params is one model. 'nodes': state.params has leaves [N, ...], one model per
   node; evaluated at the node average (the model the nodes agree on at consensus), and each node's
   own model too: `node_{metric}_mean` and `node_{metric}_worst` (the worst node: highest loss,
-  lowest accuracy).
+  lowest accuracy). `mesh`: split each test batch over its devices (`evaluate_batched`).
   """
   if evaluates == 'global':
-    return evaluate_batched(model, state.params, x, y)
+    return evaluate_batched(model, state.params, x, y, mesh=mesh)
   if evaluates != 'nodes':
     raise ValueError(f'Algorithm.evaluates={evaluates!r} must be one of {algorithm_base.EVALUATES}.')
   average = jax.tree.map(lambda p: jnp.mean(p, axis=0), state.params)
-  metrics = evaluate_batched(model, average, x, y)
-  per_node = jax.vmap(lambda params: evaluate_batched(model, params, x, y))(state.params)
+  metrics = evaluate_batched(model, average, x, y, mesh=mesh)
+  per_node = jax.vmap(lambda params: evaluate_batched(model, params, x, y, mesh=mesh))(state.params)
   for name, values in per_node.items():
     metrics[f'node_{name}_mean'] = jnp.mean(values)
     metrics[f'node_{name}_worst'] = jnp.max(values) if name == 'loss' else jnp.min(values)
@@ -213,6 +222,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
     RunInterrupted: `stop` was set; the checkpoint of the round reached is saved.
   """
   config = ml_collections.ConfigDict(config)
+  devices.use_all_cores(config.get('num_devices', 0))  # before anything starts JAX; a no-op once it runs
   builders.validate_run_fields(config)
   data_placement = config.get('data_placement', 'device')
   validate_data_placement(data_placement, config.get('prefetch_depth', 1))
@@ -231,7 +241,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   cohort_sampling = config.get('sampling', 'fixed_size')
   cohort_size = builders.cohort_size(config, train.num_clients)
   model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
-  mesh = placement_lib.client_mesh(config.get('num_devices', 1))
+  mesh = placement_lib.client_mesh(config.get('num_devices', 0))  # 0: every usable core / device
   algorithm = builders.build_algorithm(config, model, train, dataset.num_classes, mesh)
 
   writes = jax.process_index() == 0  # in a multi-process run, process 0 writes the run's files
@@ -298,7 +308,7 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
   writer = MetricsWriter(workdir, start_round if start_round > 0 else None, enabled=writes, rows=metrics_rows)
   reporters = builders.build_reporters(config, train.num_clients)
 
-  evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y))
+  evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y, mesh))
   eval_every = config.get('eval_every', 1)
   max_empty_fraction = config.get('max_empty_round_fraction', DEFAULT_MAX_EMPTY_ROUND_FRACTION)
 

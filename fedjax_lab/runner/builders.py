@@ -41,6 +41,7 @@ from fedjax_lab.algorithms.scaffold import scaffold
 from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import sampling
 from fedjax_lab.models import models as models_lib
+from fedjax_lab.runner import simulated
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -62,6 +63,8 @@ def build_dataset(config: ConfigDict):
   from fedjax_lab.data import datasets  # imported lazily: it pulls in scikit-learn and mnist1d.
   kwargs = _kwargs(config.data)
   kwargs.setdefault('seed', config.seed)
+  if config.data.name in simulated.DATASETS:  # studies: the conditioned least-squares problem
+    return simulated.DATASETS[config.data.name](**kwargs)
   return datasets.load_dataset(config.data.name, **kwargs)
 
 
@@ -207,7 +210,8 @@ FEDAVG_FAMILY = ('fedavg', 'fedprox', 'fedsgd', 'fedavgm', 'fedadam', 'fedyogi',
 _FEDOPT_SERVER = {'fedavgm': 'momentum', 'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
 # Decentralized (no server): every client is a node of config.topology, all of them train every round.
 DECENTRALIZED = ('dpsgd', 'local_sgd_gossip', 'gradient_tracking', 'exact_diffusion')
-ALGORITHMS = FEDAVG_FAMILY + ('scaffold',) + DECENTRALIZED
+# Simulated systems studies: data-parallel GD and the asynchronous server (fedjax_lab/runner/simulated.py).
+ALGORITHMS = FEDAVG_FAMILY + ('scaffold',) + DECENTRALIZED + simulated.ALGORITHMS
 
 
 def build_decentralized(config: ConfigDict, model: models_lib.Model, num_clients: int, mesh) -> Algorithm:
@@ -278,6 +282,8 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
   chunk_size = config.get('chunk_size') or None
   budget_mb = config.get('memory_budget_mb', 0) or 0
   placement_lib.validate_placement(strategy, chunk_size, budget_mb)
+  if config.algorithm.name in simulated.ALGORITHMS:
+    return simulated.build_algorithm(config, model, train_data, mesh)
   make = lambda chunk: _build_algorithm(config, model, train_data, num_classes, mesh, chunk)
   if strategy == 'chunked' and chunk_size is None:
     chunk_size = choose_chunk_size(config, make, model, train_data, mesh).chunk_size

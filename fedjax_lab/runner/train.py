@@ -44,6 +44,10 @@ from fedjax_lab.data import sampling
 from fedjax_lab.data.federated import FederatedData
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.runner import builders
+from fedjax_lab.runner import evaluation as evaluation_lib
+from fedjax_lab.runner import simulated
+from fedjax_lab.runner import sweep as sweep_lib
+from fedjax_lab.runner import tasks as tasks_lib
 from fedjax_lab.runner.checkpoint import Checkpointer
 from fedjax_lab.runner.metrics_io import MetricsWriter
 
@@ -100,6 +104,8 @@ def make_sampler(algorithm, train: FederatedData, clients_per_round: int, dropou
   """The sampler the algorithm declares (`Algorithm.inputs`) over device-resident training data."""
   if algorithm.inputs == 'every_client':
     return engine.every_client_sampler(train)
+  if algorithm.inputs == 'arrivals':  # a simulated schedule (fedjax_lab/runner/simulated.py)
+    return simulated.arrival_sampler(algorithm, train)
   if algorithm.inputs == 'cohort':
     return engine.cohort_sampler(train, clients_per_round, dropout_rate, byzantine, cohort_sampling, capacity,
                                  gather=not algorithm.lazy_inputs)
@@ -151,6 +157,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     RunDivergedError: a loss became NaN or infinite (the message gives round and metric).
   """
   config = ml_collections.ConfigDict(config)
+  # Studies: a config listing runs (config.sweep), or an analysis that is not a training run (config.task).
+  if config.get('sweep'):
+    return sweep_lib.run_sweep(config, workdir)
+  if config.get('task', 'train') != 'train':
+    return tasks_lib.run_task(config, workdir)
   data_placement = config.get('data_placement', 'device')
   validate_data_placement(data_placement, config.get('prefetch_depth', 1))
   num_clients_hint = config.data.get('num_clients')
@@ -196,6 +207,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   reporters = builders.build_reporters(config, train.num_clients)
 
   evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y))
+  extra_metrics = evaluation_lib.extra_metrics_fn(config, model, dataset, data, test_x, test_y, algorithm.evaluates)
   eval_every = config.get('eval_every', 1)
   rounds = config.rounds
   totals = {'bytes_up': 0.0, 'bytes_down': 0.0}
@@ -210,10 +222,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if key in totals:
           totals[key] += float(values.sum())
           row[f'{key}_total'] = totals[key]
-        row[key] = float(values.mean())
+        # A clock or a counter (simulated time) reads at the block's end; the rest are block means.
+        row[key] = float(values[-1]) if key in simulated.LAST_VALUE_METRICS else float(values.mean())
     else:
       row.update({f'{k}_total': v for k, v in totals.items()})
     row.update({f'test_{k}': float(v) for k, v in evaluate(state).items()})
+    if extra_metrics is not None:
+      row.update({k: float(v) for k, v in extra_metrics(state).items()})
     for reporter in reporters:
       row.update(reporter(round_index))
     row['seconds'] = seconds

@@ -49,7 +49,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   elif arg in ('small', 'smoke'):
     config.data.num_clients = 200
     config.rounds = config.eval_every = 3 if arg == 'small' else 2
-    config.sweep = sweep((10,), (8.0,), arg == 'smoke')
+    config.sweep = sweep((10,), (8.0,), False)
+    if arg == 'smoke':  # a given sigma (no calibration) and the clipped baseline
+      config.sweep = sweep((10,), (), True) + ({'name': 'm10_sigma1', 'overrides': {
+          'clients_per_round': 10, 'dp.noise_multiplier': 1.0, 'dp.target_epsilon': 0.0}},)
   else:
     raise ValueError(f"Unknown config argument {arg!r}; use '', 'small' or 'smoke'.")
   return config

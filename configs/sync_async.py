@@ -12,7 +12,7 @@ metrics.jsonl rows carry loss_gap = f(w) - f* and sim_time. Then analyses (confi
 'slow_worker', 'timeline', 'staleness' and, in the full variant, 'ray' (the Ray parameter server).
 Simulated time is in seconds of the modelled cluster: compute = least-squares gradient FLOPs /
 flops_per_second x straggler factor, communication = latency + bytes / bandwidth per message.
-Variants: 'smoke' (the old smoke sizes).
+Variants: 'small' (the old smoke sizes, every run), 'smoke' (sync, async, staleness).
 """
 
 import math
@@ -79,7 +79,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.checkpoint_every = 1_000_000
   config.progress = False
   study = config.study = study_section()
-  if arg == 'smoke':
+  if arg in ('small', 'smoke'):
     study.ray.num_updates = 8
     study.problem.num_examples = 256
     study.problem.dim = 8
@@ -92,7 +92,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     study.timeline.iterations = 3
     study.staleness.num_arrivals = 200
   elif arg:
-    raise ValueError(f'Unknown variant {arg!r} of configs/sync_async.py; use "" or "smoke".')
+    raise ValueError(f'Unknown variant {arg!r} of configs/sync_async.py; use "", "small" or "smoke".')
   p = study.problem
   config.data = ml_collections.ConfigDict({
       'name': 'least_squares', 'num_clients': study.num_workers, 'num_examples': p.num_examples, 'dim': p.dim,
@@ -104,4 +104,6 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   tasks = {'slow_worker': 'async_slow_worker', 'timeline': 'async_timeline', 'staleness': 'async_staleness',
            'ray': 'ray_parameter_server'}
   config.sweep = tuple(loss_runs(study) + [{'name': name, 'overrides': {'task': tasks[name]}} for name in analyses])
+  if arg == 'smoke':  # sync, async and one analysis
+    config.sweep = tuple(e for e in config.sweep if e['name'].endswith(('_sync', '_async')) or e['name'] == 'staleness')
   return config

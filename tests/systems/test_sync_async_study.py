@@ -26,7 +26,7 @@ def test_configs_have_smoke_variants_and_reject_unknown_ones():
 
 def test_loss_timeline_staleness_runs_and_figures(tmp_path):
   workdir, outdir = str(tmp_path / 'runs'), str(tmp_path / 'figures')
-  run(sync_async_config.get_config('smoke'), workdir)
+  run(sync_async_config.get_config('small'), workdir)
   for name in ('sync_async_loss', 'timeline', 'staleness'):
     _figure(name).main(['--workdir', workdir, '--outdir', outdir])
     for ext in ('png', 'pdf'):
@@ -47,7 +47,7 @@ def test_loss_timeline_staleness_runs_and_figures(tmp_path):
 @pytest.mark.slow
 def test_slow_worker_and_speedup_runs_and_figures(tmp_path):
   workdir, outdir = str(tmp_path / 'runs'), str(tmp_path / 'figures')
-  config = sync_async_config.get_config('smoke')
+  config = sync_async_config.get_config('small')
   config.sweep = tuple(e for e in config.sweep if e['name'] == 'slow_worker')
   run(config, workdir)
   _figure('sync_async_slow_worker').main(['--workdir', workdir, '--outdir', outdir])

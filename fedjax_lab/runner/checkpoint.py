@@ -9,6 +9,12 @@ import jax
 import orbax.checkpoint as ocp
 
 
+def _without_empty(tree: Any) -> Any:
+  # orbax refuses zero-size arrays (e.g. top-k without error feedback keeps an empty residual); they
+  # carry nothing, so they are left out of the checkpoint and taken from `like` on restore.
+  return jax.tree.map(lambda a: None if getattr(a, 'size', 1) == 0 else a, tree)
+
+
 class Checkpointer:
   """Keeps the last `max_to_keep` checkpoints of a state pytree under `directory`, by round."""
 
@@ -21,13 +27,14 @@ class Checkpointer:
     return self._manager.latest_step()
 
   def save(self, round_index: int, state: Any) -> None:
-    self._manager.save(round_index, args=ocp.args.StandardSave(state))
+    self._manager.save(round_index, args=ocp.args.StandardSave(_without_empty(state)))
     self._manager.wait_until_finished()
 
   def restore(self, round_index: int, like: Any) -> Any:
     """Restores into the structure, shapes, dtypes and shardings of `like`."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-    return self._manager.restore(round_index, args=ocp.args.StandardRestore(abstract))
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _without_empty(like))
+    restored = self._manager.restore(round_index, args=ocp.args.StandardRestore(abstract))
+    return jax.tree.map(lambda empty, saved: empty if saved is None else saved, like, restored)
 
   def close(self) -> None:
     self._manager.close()

@@ -160,11 +160,7 @@ def build_algorithm(config: ml_collections.ConfigDict, model: models_lib.Model, 
     schedule = async_ps.async_schedule(compute, rounds, message, async_config.staleness_bound,
                                        async_config.buffer_size)
     algorithm = async_ps.async_server(loss_fn, async_ps.ring_size(schedule))
-    # async_server's init hands the same zero array to `version` and `round`; the runner donates the
-    # state, and XLA refuses to donate one buffer twice, so every leaf gets its own copy.
-    init = algorithm.init
-    algorithm = algorithm._replace(step=_fresh(algorithm.step), name=name,
-                                   init=lambda params: jax.tree.map(lambda a: jnp.array(a, copy=True), init(params)))
+    algorithm = algorithm._replace(step=_fresh(algorithm.step), name=name)
     _SCHEDULES[algorithm.step] = lambda data: async_ps.arrival_sampler(data, async_config, schedule)
   if section.get('zero_init', False):
     algorithm = _zero_init(algorithm)

@@ -193,6 +193,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   seed_key = jax.random.key(config.seed)
   init_key, base_key = jax.random.split(seed_key)
   state = algorithm.init(jax.tree.map(put, model.init(init_key)))
+  # An init may hand one array to two leaves (async_ps's version and round, exact diffusion's x and
+  # psi); the runner donates the state and XLA refuses to donate a buffer twice: each leaf gets its own.
+  state = jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), state)
   checkpointer = Checkpointer(os.path.join(workdir, 'checkpoints'))
   start_round = checkpointer.latest_round()
   if start_round is not None:

@@ -5,6 +5,11 @@ they need and add data, model and algorithm. Optional sections are off (name='no
 aggregator is the mean), so `--config.aggregator.name=krum --config.aggregator.f=1` or
 `--config.topology.name=ring` work with every config. fedjax_lab/runner/builders.py describes
 each field and refuses any other top-level field.
+Study configs add:
+  config.sweep: a tuple of {'name': str, 'overrides': {'section.field': value}}: the config is then a
+    list of runs, each into WORKDIR/<name>/ (`fedjax_lab/runner/sweep.py`); () for one run.
+  config.task: 'train' (default) or the name of an analysis in `fedjax_lab/runner/tasks` that writes
+    JSON into the workdir instead of training; its arguments live in config.study.
 """
 
 import ml_collections
@@ -43,4 +48,15 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.preaggregation = ml_collections.ConfigDict({'name': 'none'})
   config.dp = ml_collections.ConfigDict({'name': 'none'})
   config.topology = ml_collections.ConfigDict({'name': 'none', 'gossip': 'auto', 'allow_disconnected': False})
+
+  # Studies (fedjax_lab/runner/sweep.py, fedjax_lab/runner/tasks, fedjax_lab/runner/simulated.py).
+  config.sweep = ()
+  config.task = 'train'
+  # Extra test-time metrics: the global training loss sum_k n_k f_k(w) / n (at the node average for
+  # gossip); backdoor success is added by itself when config.attack is a backdoor.
+  config.evaluation = ml_collections.ConfigDict({'global_train_loss': False})
+  # Simulated cluster of the data-parallel and asynchronous algorithms (fedjax_lab/runner/simulated.py).
+  config.stragglers = ml_collections.ConfigDict({
+      'distribution': 'none', 'factor': 1.0, 'num_slow': 0, 'probability': 0.0, 'scale': 0.0,
+      'seconds_per_gradient': 1.0, 'message_seconds': 0.0, 'sync_seconds': 0.0})
   return config

@@ -1,63 +1,41 @@
 """The robustness grid: attack x defence x heterogeneity x Byzantine fraction on scikit-learn digits.
 
-  python -m experiments.robustness_grid --config=configs/robust_grid.py --outdir=runs/robust_grid
-  python -m experiments.robustness_grid --config=configs/robust_grid.py:smoke --outdir=/tmp/grid
+  python -m experiments.run --config=configs/robust_grid.py --workdir=runs/robust_grid
+  python -m experiments.run --config=configs/robust_grid.py:backdoor --workdir=runs/robust_backdoor
+  python -m experiments.figures.robust_heatmap --workdir=runs/robust_grid
 
-FedAvg with a small MLP, 20 clients, all of them in every round. One compiled round per
-(heterogeneity, attack, defence) serves every Byzantine fraction: who is Byzantine is a mask,
-and fraction 0 of any attack is the no-attack column. Defences that take f (Krum, Multi-Krum,
-Bulyan) or beta (trimmed mean) are set for the largest fraction of the grid, as a defender who
-knows an upper bound but not the actual count would; Bulyan is capped at its own limit
-f <= (n - 3) / 4.
+FedAvg with a small MLP, 20 clients, all of them in every round. One sweep: one runner run per
+(heterogeneity, attack, defence, Byzantine fraction, seed), each its own workdir (so the grid resumes
+cell by cell); who is Byzantine is the runner's mask (config.attack.fraction, seed + 1). Fraction 0
+of the first attack is the no-attack column (an attack with nobody Byzantine changes nothing).
+Defences that take f (Krum, Multi-Krum, Bulyan) or beta (trimmed mean) are set for the largest
+fraction of the grid, as a defender who knows an upper bound but not the actual count would; Bulyan
+is capped at its own limit f <= (n - 3) / 4. Backdoor runs also report backdoor_success.
 
-`config.base` is a complete runner config (usable with experiments/run.py); `config.grid` lists
-the axes; `config.attacks` / `config.defences` give each name's config sections.
+`config.study` keeps the grid's axes (grid) and each name's sections (partitions, attacks, defences);
+`cell_overrides` gives one cell's overrides (also usable with `sweep.apply_overrides`).
 """
 
 import ml_collections
 
+from configs import base
 from fedjax_lab.aggregators.robust import num_byzantine
 
 
 def base_config() -> ml_collections.ConfigDict:
   """One cell's runner config (attack and aggregator filled in per cell)."""
-  config = ml_collections.ConfigDict()
+  config = base.get_base_config()
   config.name = 'robust_digits'
-  config.seed = 0
   config.rounds = 30
   config.clients_per_round = 20
-  config.dropout_rate = 0.0
   config.eval_every = 5
   config.checkpoint_every = 1000
-  config.placement = 'auto'
-  config.chunk_size = 0
-  config.num_devices = 1
   config.progress = False
-
-  config.data = ml_collections.ConfigDict()
-  config.data.name = 'digits'
-  config.data.num_clients = 20
-  config.data.partition = 'iid'
-  config.data.alpha = 1.0
-
+  config.data = ml_collections.ConfigDict({'name': 'digits', 'num_clients': 20, 'partition': 'iid', 'alpha': 1.0})
   config.model = ml_collections.ConfigDict({'name': 'mlp', 'hidden': (32,)})
-
-  config.algorithm = ml_collections.ConfigDict()
-  config.algorithm.name = 'fedavg'
-  config.algorithm.client_optimizer = 'sgd'
-  config.algorithm.client_lr = 0.1
-  config.algorithm.server_optimizer = 'sgd'
-  config.algorithm.server_lr = 1.0
-  config.algorithm.local_epochs = 1
-  config.algorithm.batch_size = 16
-  config.algorithm.prox_mu = 0.0
-  config.algorithm.client_lr_decay = 'none'
-  config.algorithm.client_lr_decay_rate = 0.0
-
-  config.aggregator = ml_collections.ConfigDict({'name': 'mean'})
-  config.attack = ml_collections.ConfigDict({'name': 'none', 'fraction': 0.0})
-  config.compression = ml_collections.ConfigDict({'name': 'none'})
-  config.dp = ml_collections.ConfigDict({'name': 'none'})
+  config.algorithm = ml_collections.ConfigDict({
+      'name': 'fedavg', 'client_optimizer': 'sgd', 'client_lr': 0.1, 'server_optimizer': 'sgd', 'server_lr': 1.0,
+      'local_epochs': 1, 'batch_size': 16, 'prox_mu': 0.0, 'client_lr_decay': 'none', 'client_lr_decay_rate': 0.0})
   return config
 
 
@@ -102,42 +80,78 @@ def defence_sections(clients_per_round: int, max_fraction: float) -> dict:
   }
 
 
+def cell_overrides(study, partition: str, attack: str, defence: str, fraction: float, seed: int = 0) -> dict:
+  """The overrides of one grid cell: data fields, the attack (with its fraction), the defence, the seed."""
+  for value, table, field in ((partition, study.partitions, 'config.study.partitions'),
+                              (attack, study.attacks, 'config.study.attacks'),
+                              (defence, study.defences, 'config.study.defences')):
+    if value not in table:
+      raise ValueError(f'Unknown {field} entry {value!r}; choose one of {sorted(table)}.')
+  section = dict(study.defences[defence])
+  overrides = {f'data.{k}': v for k, v in dict(study.partitions[partition]).items()}
+  overrides['attack'] = {**dict(study.attacks[attack]), 'fraction': float(fraction)}
+  overrides['preaggregation'] = dict(section.pop('preaggregation', {'name': 'none'}))
+  overrides['aggregator'] = section
+  overrides['seed'] = seed
+  return overrides
+
+
+def cell_name(partition: str, attack: str, defence: str, fraction: float, seed: int) -> str:
+  return f'{partition}-{attack}-{defence}-f{fraction:g}-s{seed}'
+
+
+def sweep(study) -> tuple:
+  """Every (partition, attack, defence, fraction, seed); fraction 0 once per (partition, defence, seed)."""
+  runs = []
+  grid = study.grid
+  for seed in grid.seeds:
+    for partition in grid.partitions:
+      for index, attack in enumerate(grid.attacks):
+        fractions = [f for f in grid.fractions if f > 0 or index == 0]
+        for defence in grid.defences:
+          for fraction in fractions:
+            name = cell_name(partition, attack if fraction > 0 else 'none', defence, fraction, seed)
+            runs.append({'name': name, 'overrides': cell_overrides(study, partition, attack, defence, fraction, seed)})
+  return tuple(runs)
+
+
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.base = base_config()
-  config.grid = ml_collections.ConfigDict()
-  config.grid.partitions = tuple(PARTITIONS)
+  config = base_config()
+  config.name = 'robust_grid'
+  study = config.study = ml_collections.ConfigDict()
+  grid = study.grid = ml_collections.ConfigDict()
+  grid.partitions = tuple(PARTITIONS)
   # Backdoors have their own grid (':backdoor'); Multi-Krum and Bulyan are defined below and can be
-  # added here (each cell costs one compilation and its runs, 1-3 s on 2 cores; the full grid takes ~6 min).
-  config.grid.attacks = ('sign_flip', 'gaussian_noise', 'alie', 'ipm', 'label_flip')
-  config.grid.defences = ('mean', 'median', 'trimmed_mean', 'krum', 'geometric_median',
-                          'centered_clipping', 'norm_bounded_mean', 'nnm_median')
-  config.grid.fractions = (0.0, 0.1, 0.2, 0.3)
-  config.seeds = (0,)
+  # added here (each cell is one run per fraction, ~1-3 s each on 2 cores).
+  grid.attacks = ('sign_flip', 'gaussian_noise', 'alie', 'ipm', 'label_flip')
+  grid.defences = ('mean', 'median', 'trimmed_mean', 'krum', 'geometric_median',
+                   'centered_clipping', 'norm_bounded_mean', 'nnm_median')
+  grid.fractions = (0.0, 0.1, 0.2, 0.3)
+  grid.seeds = (0,)
   if arg == 'smoke':
-    config.base.rounds = 2
-    config.base.eval_every = 1
-    config.grid.partitions = ('iid',)
-    config.grid.attacks = ('sign_flip', 'backdoor')
-    config.grid.defences = ('mean', 'median')
-    config.grid.fractions = (0.0, 0.2)
+    config.rounds = 2
+    config.eval_every = 1
+    grid.partitions = ('iid',)
+    grid.attacks = ('backdoor',)
+    grid.defences = ('median',)
+    grid.fractions = (0.0, 0.2)
   elif arg == 'quick':
-    # What the figure scripts run when no grid results exist yet (a few minutes on 2 cores).
-    config.base.rounds = 20
-    config.grid.partitions = ('iid', 'dirichlet_0_1')
-    config.grid.attacks = ('sign_flip', 'alie', 'backdoor_boosted')
-    config.grid.defences = ('mean', 'median', 'krum', 'norm_bounded_mean')
-    config.grid.fractions = (0.0, 0.05, 0.2)
+    # A few minutes on 2 cores.
+    config.rounds = 20
+    grid.partitions = ('iid', 'dirichlet_0_1')
+    grid.attacks = ('sign_flip', 'alie', 'backdoor_boosted')
+    grid.defences = ('mean', 'median', 'krum', 'norm_bounded_mean')
+    grid.fractions = (0.0, 0.05, 0.2)
   elif arg == 'backdoor':
     # Backdoor vs clean accuracy: with and without boosting, one attacker in 20 (5 %).
-    config.grid.partitions = ('iid', 'dirichlet_1')
-    config.grid.attacks = ('backdoor', 'backdoor_boosted')
-    config.grid.defences = ('mean', 'norm_bounded_mean', 'median', 'krum', 'centered_clipping')
-    config.grid.fractions = (0.0, 0.05, 0.1, 0.2)
+    grid.partitions = ('iid', 'dirichlet_1')
+    grid.attacks = ('backdoor', 'backdoor_boosted')
+    grid.defences = ('mean', 'norm_bounded_mean', 'median', 'krum', 'centered_clipping')
+    grid.fractions = (0.0, 0.05, 0.1, 0.2)
   elif arg:
     raise ValueError(f"Unknown config argument {arg!r}; use '', 'smoke', 'quick' or 'backdoor'.")
-  clients = config.base.clients_per_round
-  config.partitions = PARTITIONS
-  config.attacks = attack_sections(clients)
-  config.defences = defence_sections(clients, max(config.grid.fractions))
+  study.partitions = PARTITIONS
+  study.attacks = attack_sections(config.clients_per_round)
+  study.defences = defence_sections(config.clients_per_round, max(grid.fractions))
+  config.sweep = sweep(study)
   return config

@@ -1,10 +1,9 @@
 """Figure: test accuracy vs communication rounds for FedSGD and FedAvg(E, B), per partition (McMahan et al. 2017).
 
-  python -m experiments.fl_studies --study=comm && python -m experiments.figures.comm_rounds
+  python -m experiments.run --config=configs/comm_digits.py --workdir=runs/comm_digits
+  python -m experiments.figures.comm_rounds --workdir=runs/comm_digits
 """
 
-import argparse
-import json
 import os
 
 import matplotlib
@@ -12,14 +11,47 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.figures import _studies  # noqa: E402
+
+WORKDIR = 'runs/comm_digits'
+
+
+def load(workdir: str) -> dict:
+  """Rows (partition, algorithm, E, B, rounds to target, speedup over FedSGD) and accuracy curves of
+  the configs/comm_digits.py sweep (run names '<partition>_fedsgd', '<partition>_E<e>_B<b>')."""
+  runs = _studies.runs(workdir)
+  config = next(iter(runs.values()))['summary']
+  import json  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(workdir, next(iter(runs)), 'config.json')) as f:
+    target = json.load(f)['study']['target']
+  results = {'target': target, 'rows': [], 'curves': {}, 'c_sweep': []}
+  fedsgd = {}
+  for name, run in runs.items():
+    partition, rest = name.split('_', 1)
+    accuracy = _studies.curve(run, 'test_accuracy')
+    hit = _studies.rounds_to_target(accuracy, target)
+    if rest.startswith('C'):
+      results['c_sweep'].append({'partition': partition, 'C': float(rest[1:]), 'rounds': hit})
+      continue
+    if rest == 'fedsgd':
+      label, e, b = 'FedSGD', None, None
+      fedsgd[partition] = hit
+    else:
+      e, b = rest[1:].split('_B')
+      e, b = int(e), (-1 if b == 'inf' else int(b))
+      label = f'FedAvg E={e} B={"inf" if b == -1 else b}'
+    base = fedsgd.get(partition)
+    results['rows'].append({'partition': partition, 'algorithm': label, 'E': e, 'B': b, 'rounds': hit,
+                            'speedup': (base / hit) if (hit and base) else None,
+                            'final_accuracy': accuracy[-1], 'max_rounds': len(accuracy)})
+    results['curves'][f'{partition}/{label}'] = {'test_accuracy': accuracy}
+  del config
+  return results
+
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/fl_studies/comm.json')
-  parser.add_argument('--outdir', default='figures_out')
-  args = parser.parse_args(argv)
-  with open(args.results) as f:
-    results = json.load(f)
+  args = _studies.arguments(__doc__.split('\n')[0], WORKDIR, argv)
+  results = load(args.workdir)
   partitions = list(dict.fromkeys(row['partition'] for row in results['rows']))
   fig, axes = plt.subplots(1, len(partitions), figsize=(4.2 * len(partitions), 3.6), sharey=True)
   axes = [axes] if len(partitions) == 1 else axes

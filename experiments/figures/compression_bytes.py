@@ -1,16 +1,47 @@
 """Figure: final test accuracy vs uploaded bytes for quantization and top-k (with/without error feedback).
 
-  python -m experiments.fl_studies --study=compression && python -m experiments.figures.compression_bytes
+  python -m experiments.run --config=configs/compression_digits.py --workdir=runs/compression_digits
+  python -m experiments.figures.compression_bytes --workdir=runs/compression_digits
 """
 
-import argparse
-import json
 import os
 
 import matplotlib
+import numpy as np
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
+
+from experiments.figures import _studies  # noqa: E402
+
+WORKDIR = 'runs/compression_digits'
+
+
+def load(workdir: str) -> dict:
+  """One row per compressor of the configs/compression_digits.py sweep: accuracy (mean over seeds of
+  the last 5% of rounds), its spread, and the bytes uploaded over the run."""
+  import json  # pylint: disable=g-import-not-at-top
+  groups = {}
+  for name, run in _studies.runs(workdir).items():
+    section = dict(run['overrides']['compression'])
+    key = name.rsplit('_seed', 1)[0]
+    group = groups.setdefault(key, {'section': section, 'accuracy': [], 'mbytes': []})
+    group['accuracy'].append(_studies.tail_mean(_studies.curve(run, 'test_accuracy'), 0.05))
+    group['mbytes'].append(_studies.final(run, 'bytes_up_total') / 1e6)
+    summary = run['summary']
+  rows = []
+  for key, group in groups.items():
+    section = group['section']
+    if section['name'] == 'none':
+      label = 'float32 (none)'
+    elif section['name'] == 'quantize':
+      label = f'{section["bits"]}-bit' + (' + rotation' if section.get('rotate') else '')
+    else:
+      label = f'top-{section["fraction"]:.0%}' + (' + EF' if section.get('error_feedback', True) else ' no EF')
+    rows.append({'compressor': label, **section, 'accuracy': float(np.mean(group['accuracy'])),
+                 'accuracy_std': float(np.std(group['accuracy'])), 'mbytes_up': float(np.mean(group['mbytes']))})
+  del json
+  return {'num_params': summary['num_params'], 'rows': rows}
 
 
 def _family(row):
@@ -22,12 +53,8 @@ def _family(row):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/fl_studies/compression.json')
-  parser.add_argument('--outdir', default='figures_out')
-  args = parser.parse_args(argv)
-  with open(args.results) as f:
-    results = json.load(f)
+  args = _studies.arguments(__doc__.split('\n')[0], WORKDIR, argv)
+  results = load(args.workdir)
   fig, ax = plt.subplots(figsize=(6, 4))
   seen = set()
   for row in results['rows']:

@@ -1,6 +1,7 @@
 """Figure: original vs reconstructed inputs over the iterations of DLG/iDLG (digits as 8x8 images, MNIST-1D as curves).
 
-  python -m experiments.privacy --study=progress && python -m experiments.figures.dlg_progress
+  python -m experiments.run --config=configs/dlg_digits.py --workdir=runs/dlg_digits
+  python -m experiments.figures.dlg_progress --workdir=runs/dlg_digits
 """
 
 import argparse
@@ -29,10 +30,10 @@ def _panels(rows):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/privacy/progress.json')
+  parser.add_argument('--workdir', default='runs/dlg_digits', help='the configs/dlg_digits.py sweep')
   parser.add_argument('--outdir', default='figures_out')
   args = parser.parse_args(argv)
-  with open(args.results) as f:
+  with open(os.path.join(args.workdir, 'progress', 'result.json')) as f:  # the task's output
     results = json.load(f)
   panels = _panels(results['rows'])
   num_snapshots = len(panels[0][3])

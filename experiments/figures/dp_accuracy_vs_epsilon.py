@@ -1,10 +1,9 @@
 """Figure: DP-FedAvg test accuracy vs epsilon for several clients per round (larger cohorts buy privacy cheaper).
 
-  python -m experiments.privacy --study=dp && python -m experiments.figures.dp_accuracy_vs_epsilon
+  python -m experiments.run --config=configs/dp_digits.py --workdir=runs/dp_digits
+  python -m experiments.figures.dp_accuracy_vs_epsilon --workdir=runs/dp_digits
 """
 
-import argparse
-import json
 import os
 
 import matplotlib
@@ -12,14 +11,26 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.figures import _studies  # noqa: E402
+
+
+def load(workdir: str) -> dict:
+  """One row per run of the configs/dp_digits.py sweep: m, epsilon (runner's accountant) and test accuracy."""
+  rows, config = [], None
+  for name, run in _studies.runs(workdir).items():
+    config = _studies.config_of(run)
+    last = run['metrics'][-1]
+    sigma = last['noise_multiplier']
+    rows.append({'clients_per_round': config['clients_per_round'], 'noise_multiplier': sigma,
+                 'target_epsilon': config['dp'].get('target_epsilon') or None,
+                 'epsilon': float(last['epsilon']) if sigma > 0 else float('inf'),
+                 'epsilon_pld': last.get('epsilon_pld'), 'test_accuracy': last['test_accuracy']})
+  return {'num_clients': config['data']['num_clients'], 'rounds': config['rounds'], 'dp': config['dp'], 'rows': rows}
+
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/privacy/dp.json')
-  parser.add_argument('--outdir', default='figures_out')
-  args = parser.parse_args(argv)
-  with open(args.results) as f:
-    results = json.load(f)
+  args = _studies.arguments(__doc__.split('\n')[0], 'runs/dp_digits', argv)
+  results = load(args.workdir)
   cohorts = sorted({r['clients_per_round'] for r in results['rows']})
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for i, m in enumerate(cohorts):

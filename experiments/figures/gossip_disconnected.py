@@ -1,13 +1,12 @@
 """Figure: on a disconnected graph the two components converge to two different models.
 
-  python -m experiments.decentralized --study=disconnected && python -m experiments.figures.gossip_disconnected
+  python -m experiments.run --config=configs/gossip_disconnected.py --workdir=runs/gossip_disconnected
 
 (a, b) 2-D least squares, gradient tracking: every node's path on the disconnected graph (two
 rings of 8) and on the ring of 16. (c) consensus error. (d) Digits with component A holding classes
 0-4 and B classes 5-9: accuracy of each component's average model on each half of the classes.
 """
 
-import argparse
 
 import matplotlib
 
@@ -15,7 +14,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import decentralized  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 COLORS = ('tab:blue', 'tab:orange')
 
@@ -32,10 +31,8 @@ def _paths(ax, run, ls, half, title):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  decentralized.figure_arguments(parser, 'disconnected')
-  args = parser.parse_args(argv)
-  results = decentralized.load_or_run('disconnected', args.results, args.small)
+  args = _studies.arguments(__doc__.split('\n')[0], 'runs/gossip_disconnected', argv)
+  results = _studies.gossip('disconnected', args.workdir)
   ls = results['least_squares']
   n = results['config']['num_nodes']
   half = n // 2
@@ -71,7 +68,7 @@ def main(argv=None):
   ax.set_title('Digits: A holds classes 0-4, B holds 5-9')
   ax.legend(fontsize=6, loc='center right')
   fig.tight_layout()
-  decentralized.save_figure(fig, args.outdir, 'gossip_disconnected')
+  _studies.save_figure(fig, args.outdir, 'gossip_disconnected')
 
 
 if __name__ == '__main__':

@@ -1,9 +1,8 @@
 """Figure: test accuracy vs number of nodes for ring, exponential and complete graphs (D-PSGD).
 
-  python -m experiments.decentralized --study=scaling && python -m experiments.figures.gossip_scaling
+  python -m experiments.run --config=configs/gossip_scaling.py --workdir=runs/gossip_scaling
 """
 
-import argparse
 
 import matplotlib
 
@@ -11,14 +10,12 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import decentralized  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  decentralized.figure_arguments(parser, 'scaling')
-  args = parser.parse_args(argv)
-  results = decentralized.load_or_run('scaling', args.results, args.small)
+  args = _studies.arguments(__doc__.split('\n')[0], 'runs/gossip_scaling', argv)
+  results = _studies.gossip('scaling', args.workdir)
   config = results['config']
   fig, axes = plt.subplots(1, 3, figsize=(14, 4))
   panels = (('test_accuracy', 'test accuracy of the node average'),
@@ -47,7 +44,7 @@ def main(argv=None):
                f'iterations, a = {config["learning_rate"]}, batch {config["batch_size"]} per node; mean and '
                f'range over {len(seeds)} seed(s)')
   fig.tight_layout()
-  decentralized.save_figure(fig, args.outdir, 'gossip_scaling')
+  _studies.save_figure(fig, args.outdir, 'gossip_scaling')
 
 
 if __name__ == '__main__':

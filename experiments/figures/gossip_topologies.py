@@ -1,13 +1,12 @@
 """Figure: consensus error and D-PSGD loss vs iterations per topology, beside the spectral prediction.
 
-  python -m experiments.decentralized --study=topologies && python -m experiments.figures.gossip_topologies
+  python -m experiments.run --config=configs/gossip_topologies.py --workdir=runs/gossip_topologies
 
 Left: pure gossip from random node values; solid = measured ||X_k - mean||^2 / N, dashed = the
 bound rho^(2k) times the start. Middle and right: D-PSGD on Non-IID Digits over the same graphs:
 global training loss of the node-average model and consensus error during training.
 """
 
-import argparse
 
 import matplotlib
 
@@ -15,14 +14,12 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import decentralized  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  decentralized.figure_arguments(parser, 'topologies')
-  args = parser.parse_args(argv)
-  results = decentralized.load_or_run('topologies', args.results, args.small)
+  args = _studies.arguments(__doc__.split('\n')[0], 'runs/gossip_topologies', argv)
+  results = _studies.gossip('topologies', args.workdir)
   config = results['config']
   colors = plt.cm.tab10(np.arange(len(results['gossip'])))
   fig, axes = plt.subplots(1, 3, figsize=(15, 5.6))
@@ -57,7 +54,7 @@ def main(argv=None):
     ax.set_xlabel('iterations')
     ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=4)
   fig.tight_layout()
-  decentralized.save_figure(fig, args.outdir, 'gossip_topologies')
+  _studies.save_figure(fig, args.outdir, 'gossip_topologies')
 
 
 if __name__ == '__main__':

@@ -1,27 +1,24 @@
 """Figure: D-PSGD vs gradient tracking vs exact diffusion under heterogeneous (Non-IID) data.
 
-  python -m experiments.decentralized --study=tracking && python -m experiments.figures.gossip_tracking
+  python -m experiments.run --config=configs/gossip_tracking.py --workdir=runs/gossip_tracking
 
 (a) heterogeneous least squares, full batch, float64: distance of the node average to the global
 optimum; (b) its consensus error; (c) Digits, Dirichlet(0.1) (solid) and IID (dotted): mean of
 the nodes' own test accuracy; (d) consensus error on Digits.
 """
 
-import argparse
 
 import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments import decentralized  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  decentralized.figure_arguments(parser, 'tracking')
-  args = parser.parse_args(argv)
-  results = decentralized.load_or_run('tracking', args.results, args.small)
+  args = _studies.arguments(__doc__.split('\n')[0], 'runs/gossip_tracking', argv)
+  results = _studies.gossip('tracking', args.workdir)
   config = results['config']
   fig, axes = plt.subplots(1, 4, figsize=(18, 5.2))
   for label, curves in results['least_squares'].items():
@@ -49,7 +46,7 @@ def main(argv=None):
     ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.14), ncol=2)
   axes[2].set_ylim(0.5, 1.0)
   fig.tight_layout()
-  decentralized.save_figure(fig, args.outdir, 'gossip_tracking')
+  _studies.save_figure(fig, args.outdir, 'gossip_tracking')
 
 
 if __name__ == '__main__':

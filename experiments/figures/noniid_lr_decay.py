@@ -1,11 +1,10 @@
 """Figure: global training loss on Non-IID Synthetic(1,1): fixed vs decaying lr, E, participation, FedProx,
 SCAFFOLD (left); FedAvg vs FedProx over Synthetic(alpha, beta) (right). Li et al. (2020).
 
-  python -m experiments.fl_studies --study=noniid && python -m experiments.figures.noniid_lr_decay
+  python -m experiments.run --config=configs/noniid_synthetic.py --workdir=runs/noniid_synthetic
+  python -m experiments.figures.noniid_lr_decay --workdir=runs/noniid_synthetic
 """
 
-import argparse
-import json
 import os
 
 import matplotlib
@@ -13,14 +12,31 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
+from experiments.figures import _studies  # noqa: E402
+
+WORKDIR = 'runs/noniid_synthetic'
+
+
+def load(workdir: str) -> dict:
+  """Global-training-loss curves of the configs/noniid_synthetic.py sweep: Synthetic(1,1) runs, and
+  the 'synthetic_<alpha>_<beta>_<algorithm>' runs grouped by (alpha, beta)."""
+  results = {'curves': {}, 'synthetic': {}}
+  for name, run in _studies.runs(workdir).items():
+    curves = {'global_train_loss': _studies.curve(run, 'global_train_loss'),
+              'test_accuracy': _studies.curve(run, 'test_accuracy')}
+    if name.startswith('synthetic_'):
+      _, alpha, beta, algorithm = name.split('_', 3)
+      label = 'FedAvg' if algorithm == 'fedavg' else 'FedProx'
+      results['synthetic'].setdefault(f'({alpha},{beta})', {})[label] = curves
+    else:
+      label = name.replace('fedavg', 'FedAvg').replace('fedprox', 'FedProx').replace('scaffold', 'SCAFFOLD')
+      results['curves'][label.replace('_', ' ')] = curves
+  return results
+
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/fl_studies/noniid.json')
-  parser.add_argument('--outdir', default='figures_out')
-  args = parser.parse_args(argv)
-  with open(args.results) as f:
-    results = json.load(f)
+  args = _studies.arguments(__doc__.split('\n')[0], WORKDIR, argv)
+  results = load(args.workdir)
   fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
   for name, curve in results['curves'].items():
     style = dict(lw=2.2) if name.startswith('FedAvg fixed lr') and name.endswith('lr') else {}

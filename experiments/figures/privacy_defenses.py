@@ -1,6 +1,7 @@
 """Figure: reconstruction error of DLG vs the strength of each defence, beside FedSGD's test accuracy.
 
-  python -m experiments.privacy --study=defenses && python -m experiments.figures.privacy_defenses
+  python -m experiments.run --config=configs/dlg_digits.py --workdir=runs/dlg_digits
+  python -m experiments.figures.privacy_defenses --workdir=runs/dlg_digits
 """
 
 import argparse
@@ -34,10 +35,10 @@ def _mean_digit_mse():
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/privacy/defenses.json')
+  parser.add_argument('--workdir', default='runs/dlg_digits', help='the configs/dlg_digits.py sweep')
   parser.add_argument('--outdir', default='figures_out')
   args = parser.parse_args(argv)
-  with open(args.results) as f:
+  with open(os.path.join(args.workdir, 'defenses', 'result.json')) as f:  # the task's output
     results = json.load(f)
   baseline = _mean_digit_mse()
   names = [n for n in AXES if any(r['defense'] == n for r in results['rows'])]

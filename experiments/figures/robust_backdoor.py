@@ -1,10 +1,9 @@
 """Figure: backdoor attack success vs clean accuracy, with and without model-replacement boosting,
 for the mean and the defences; and success over rounds for the mean vs norm bounding.
 
-  python -m experiments.robustness_grid --config=configs/robust_grid.py:backdoor --outdir=runs/robust_backdoor
-  python -m experiments.figures.robust_backdoor --results=runs/robust_backdoor/results.json
+  python -m experiments.run --config=configs/robust_grid.py:backdoor --workdir=runs/robust_backdoor
+  python -m experiments.figures.robust_backdoor --workdir=runs/robust_backdoor
 
-Without results it first runs the small grid configs/robust_grid.py:quick (a few minutes).
 """
 
 import argparse
@@ -15,18 +14,18 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments import robustness_grid  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 BACKDOORS = {'backdoor': 'o', 'backdoor_boosted': '^'}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/robust_backdoor/results.json')
+  parser.add_argument('--workdir', default='runs/robust_backdoor')
   parser.add_argument('--outdir', default='figures_out')
   parser.add_argument('--partition', default='iid')
   args = parser.parse_args(argv)
-  cells, grid = robustness_grid.load_or_run(args.results)
+  cells, grid = _studies.robust_cells(args.workdir)
   cells = [c for c in cells if c['partition'] == args.partition]
   defences = list(grid.grid.defences)
   colors = {d: plt.get_cmap('tab10')(k % 10) for k, d in enumerate(defences)}

@@ -1,9 +1,8 @@
 """Figure: test accuracy vs rounds, the mean against each defence, under each attack (one
 Byzantine fraction), one column per data heterogeneity.
 
-  python -m experiments.figures.robust_curves --results=runs/robust_grid/results.json --fraction=0.2
+  python -m experiments.figures.robust_curves --workdir=runs/robust_grid --fraction=0.2
 
-Without results it first runs the small grid configs/robust_grid.py:quick (a few minutes).
 """
 
 import argparse
@@ -14,18 +13,18 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from experiments import robustness_grid  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 PRETTY = {'iid': 'IID', 'dirichlet_1': 'Dirichlet(1.0)', 'dirichlet_0_1': 'Dirichlet(0.1)'}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/robust_grid/results.json')
+  parser.add_argument('--workdir', default='runs/robust_grid')
   parser.add_argument('--outdir', default='figures_out')
   parser.add_argument('--fraction', type=float, default=0.2)
   args = parser.parse_args(argv)
-  cells, grid = robustness_grid.load_or_run(args.results)
+  cells, grid = _studies.robust_cells(args.workdir)
   partitions = list(grid.grid.partitions)
   rows = [('none', 0.0)] + [(a, args.fraction) for a in grid.grid.attacks]
   defences = list(grid.grid.defences)

@@ -1,10 +1,9 @@
 """Figure: the robustness grid as heatmaps (final test accuracy, defence x attack@fraction), one
 panel per data heterogeneity, with the no-attack column first.
 
-  python -m experiments.robustness_grid --config=configs/robust_grid.py --outdir=runs/robust_grid
-  python -m experiments.figures.robust_heatmap --results=runs/robust_grid/results.json
+  python -m experiments.run --config=configs/robust_grid.py --workdir=runs/robust_grid
+  python -m experiments.figures.robust_heatmap --workdir=runs/robust_grid
 
-Without results it first runs the small grid configs/robust_grid.py:quick (a few minutes).
 """
 
 import argparse
@@ -16,18 +15,18 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from experiments import robustness_grid  # noqa: E402
+from experiments.figures import _studies  # noqa: E402
 
 PRETTY = {'iid': 'IID', 'dirichlet_1': 'Dirichlet(1.0)', 'dirichlet_0_1': 'Dirichlet(0.1)'}
 
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--results', default='runs/robust_grid/results.json')
+  parser.add_argument('--workdir', default='runs/robust_grid')
   parser.add_argument('--outdir', default='figures_out')
   args = parser.parse_args(argv)
-  cells, grid = robustness_grid.load_or_run(args.results)
-  table = robustness_grid.summarize(cells)
+  cells, grid = _studies.robust_cells(args.workdir)
+  table = _studies.summarize(cells)
   fractions = [f for f in grid.grid.fractions if f > 0]
   attacks = [a for a in grid.grid.attacks]
   columns = [('none', 0.0)] + [(a, f) for a in attacks for f in fractions]

@@ -1,6 +1,6 @@
 """Speedup of synchronous data parallelism vs m for several networks, with the ideal line.
 
-  python -m experiments.figures.speedup [--outdir figures_out] [--workdir runs/sync_async]
+  python -m experiments.figures.speedup [--outdir figures_out] [--workdir runs/speedup]  (after experiments.run --config=configs/speedup.py)
 (a) least squares, FLOP model; (b) MLP on digits, measured per-worker compute on this CPU;
 (c) where an MLP iteration's time goes (1 GB/s ring, exponential stragglers);
 (d) the barrier's price: least squares on the fastest network with and without stragglers.
@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from experiments import sync_async as study  # pylint: disable=wrong-import-position
+from experiments.figures import _studies as study
 
 NETWORK_COLORS = ('tab:blue', 'tab:orange', 'tab:red')
 TOPOLOGY_STYLES = {'server': '--', 'ring': '-'}
@@ -38,10 +38,10 @@ def _speedup_panel(ax, task, networks, m, title):
 
 
 def main(argv=None):
-  args = study.figure_args(__doc__, argv)
-  data = study.load_or_run('speedup', args.workdir, args.smoke, args.rerun)
+  args = study.figure_args(__doc__, argv, 'runs/speedup')
+  data = study.task(args.workdir, 'model')
   m = np.asarray(data['num_workers'])
-  networks = data['config']['networks']
+  networks = data['config']['study']['networks']
   tasks = data['tasks']
   fig, axes = plt.subplots(2, 2, figsize=(11, 9))
   ls, mlp = tasks['least_squares'], tasks['mlp']

@@ -1,6 +1,6 @@
 """Staleness histograms of asynchronous SGD under several straggler models (and SSP).
 
-  python -m experiments.figures.staleness [--outdir figures_out] [--workdir runs/sync_async]
+  python -m experiments.figures.staleness [--outdir figures_out] [--workdir runs/sync_async]  (after experiments.run --config=configs/sync_async.py)
 """
 
 import matplotlib
@@ -9,12 +9,12 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
-from experiments import sync_async as study  # pylint: disable=wrong-import-position
+from experiments.figures import _studies as study
 
 
 def main(argv=None):
   args = study.figure_args(__doc__, argv)
-  data = study.load_or_run('staleness', args.workdir, args.smoke, args.rerun)
+  data = study.sync_async('staleness', args.workdir)
   fig, ax = plt.subplots(figsize=(8, 4.8))
   styles = ('-', '-', '-', '-', '--')
   for (name, hist), style in zip(data['histograms'].items(), styles * 2):

@@ -1,6 +1,6 @@
 """Loss vs gradients and vs simulated wall-clock: sync vs async (and FedBuff), 0 / 1 / 25 % stragglers.
 
-  python -m experiments.figures.sync_async_loss [--outdir figures_out] [--workdir runs/sync_async]
+  python -m experiments.figures.sync_async_loss [--outdir figures_out] [--workdir runs/sync_async]  (after experiments.run --config=configs/sync_async.py)
 """
 
 import matplotlib
@@ -8,12 +8,12 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from experiments import sync_async as study  # pylint: disable=wrong-import-position
+from experiments.figures import _studies as study
 
 
 def main(argv=None):
   args = study.figure_args(__doc__, argv)
-  data = study.load_or_run('loss', args.workdir, args.smoke, args.rerun)
+  data = study.sync_async('loss', args.workdir)
   panels = data['panels']
   m = data['num_workers']
   fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 7), squeeze=False, sharey=True)

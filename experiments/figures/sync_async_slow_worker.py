@@ -1,6 +1,6 @@
 """One very slow worker: plain async vs staleness damping, bounded staleness (SSP) and FedBuff.
 
-  python -m experiments.figures.sync_async_slow_worker [--outdir figures_out] [--workdir runs/sync_async]
+  python -m experiments.figures.sync_async_slow_worker [--outdir figures_out] [--workdir runs/sync_async]  (after experiments.run --config=configs/sync_async.py)
 """
 
 import matplotlib
@@ -8,14 +8,14 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from experiments import sync_async as study  # pylint: disable=wrong-import-position
+from experiments.figures import _studies as study
 
 TITLES = {'sharded': 'each worker holds one shard', 'replicated': 'each worker computes the full gradient'}
 
 
 def main(argv=None):
   args = study.figure_args(__doc__, argv)
-  data = study.load_or_run('slow_worker', args.workdir, args.smoke, args.rerun)
+  data = study.sync_async('slow_worker', args.workdir)
   panels = data['panels']
   fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
   for ax, (panel, curves) in zip(axes[0], panels.items()):

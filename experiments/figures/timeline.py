@@ -1,6 +1,6 @@
 """Gantt chart per worker (computing / waiting / communicating) for sync, async and SSP.
 
-  python -m experiments.figures.timeline [--outdir figures_out] [--workdir runs/sync_async]
+  python -m experiments.figures.timeline [--outdir figures_out] [--workdir runs/sync_async]  (after experiments.run --config=configs/sync_async.py)
 The same compute-time draws (25 % of gradients 10x slower) drive all three; the window is the time
 sync needs for its iterations.
 """
@@ -11,14 +11,14 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 from matplotlib.patches import Patch  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from experiments import sync_async as study  # pylint: disable=wrong-import-position
+from experiments.figures import _studies as study
 
 KIND_COLORS = {'compute': 'tab:blue', 'wait': 'tab:orange', 'communication': 'tab:green'}
 
 
 def main(argv=None):
   args = study.figure_args(__doc__, argv)
-  data = study.load_or_run('timeline', args.workdir, args.smoke, args.rerun)
+  data = study.sync_async('timeline', args.workdir)
   panels = data['panels']
   m = data['num_workers']
   fig, axes = plt.subplots(len(panels), 1, figsize=(11, 1.0 + 0.55 * m * len(panels)), sharex=True, squeeze=False)

@@ -49,6 +49,7 @@ from fedjax_lab.data import sampling
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.runner import registry
 from fedjax_lab.runner.registry import NONE, check_range, section_fields
+from fedjax_lab.runner import simulated
 
 ConfigDict = ml_collections.ConfigDict
 
@@ -88,6 +89,13 @@ RUN_FIELDS: dict[str, _Range | None] = {
     'deadline': None,  # > 0 or inf: fedjax_lab.data.deadline.validate_deadline
     'seconds_per_example': _Range(0, low_open=True),
     'speed_sigma': _Range(0),
+    'max_empty_round_fraction': _Range(0, 1),  # warn above this share of rounds without a participant
+    # Studies (fedjax_lab/runner/sweep.py, tasks/, simulated.py, evaluation.py).
+    'sweep': None,
+    'task': None,
+    'study': None,
+    'evaluation': None,
+    'stragglers': None,
 }
 
 
@@ -137,6 +145,8 @@ def build_dataset(config: ConfigDict):
   for field, value in fields.items():
     registry.check_finite(f'config.data.{field}', value)
   fields.setdefault('seed', config.get('seed', 0))
+  if name in simulated.DATASETS:  # studies: the conditioned least-squares problem
+    return simulated.DATASETS[name](**{k: registry.plain_value(v) for k, v in fields.items()})
   return datasets.load_dataset(name, **{k: registry.plain_value(v) for k, v in fields.items()})
 
 
@@ -228,7 +238,8 @@ FEDAVG_FAMILY = ('fedavg', 'fedprox', 'fedsgd', 'fedavgm', 'fedadam', 'fedyogi',
 _FEDOPT_SERVER = {'fedavgm': 'momentum', 'fedadam': 'adam', 'fedyogi': 'yogi', 'fedadagrad': 'adagrad'}
 # Decentralized (no server): every client is a node of config.topology, all of them train every round.
 DECENTRALIZED = tuple(registry.DECENTRALIZED)
-ALGORITHMS = FEDAVG_FAMILY + ('scaffold',) + DECENTRALIZED
+# Simulated systems studies: data-parallel GD and the asynchronous server (fedjax_lab/runner/simulated.py).
+ALGORITHMS = FEDAVG_FAMILY + ('scaffold',) + DECENTRALIZED + simulated.ALGORITHMS
 
 
 def client_lr_schedule(kind: str = 'none', rate: float = 0.0, every: int = 100) -> Callable | None:
@@ -385,6 +396,8 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
   chunk_size = config.get('chunk_size') or None
   budget_mb = config.get('memory_budget_mb', 0) or 0
   placement_lib.validate_placement(strategy, chunk_size, budget_mb)
+  if config.algorithm.name in simulated.ALGORITHMS:
+    return simulated.build_algorithm(config, model, train_data, mesh)
   make = lambda chunk: _build_algorithm(config, model, train_data, num_classes, mesh, chunk)
   if strategy == 'chunked' and chunk_size is None:
     chunk_size = choose_chunk_size(config, make, model, train_data, mesh).chunk_size

@@ -21,6 +21,12 @@ class NoRestorableCheckpointError(RuntimeError):
   """Every checkpoint in the folder failed to restore."""
 
 
+def _without_empty(tree: Any) -> Any:
+  # orbax refuses zero-size arrays (e.g. top-k without error feedback keeps an empty residual); they
+  # carry nothing, so they are left out of the checkpoint and taken from `like` on restore.
+  return jax.tree.map(lambda a: None if getattr(a, 'size', 1) == 0 else a, tree)
+
+
 class Checkpointer:
   """Keeps the last `max_to_keep` checkpoints of a state pytree under `directory`, by round."""
 
@@ -41,15 +47,16 @@ class Checkpointer:
 
   def save(self, round_index: int, state: Any, totals: dict | None = None) -> None:
     self._manager.save(round_index, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), totals=ocp.args.JsonSave(dict(totals or {}))))
+        state=ocp.args.StandardSave(_without_empty(state)), totals=ocp.args.JsonSave(dict(totals or {}))))
     self._manager.wait_until_finished()
 
   def restore(self, round_index: int, like: Any) -> tuple[Any, dict]:
     """(state, totals) of one checkpoint, in the structure, shapes, dtypes and shardings of `like`."""
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _without_empty(like))
     restored = self._manager.restore(round_index, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), totals=ocp.args.JsonRestore()))
-    return restored['state'], dict(restored['totals'] or {})
+    state = jax.tree.map(lambda empty, saved: empty if saved is None else saved, like, restored['state'])
+    return state, dict(restored['totals'] or {})
 
   def restore_latest(self, like: Any, prefer_at_most: int | None = None) -> tuple[int | None, Any, dict]:
     """(round, state, totals) of the newest checkpoint that restores; (None, like, {}) when there is none.

@@ -47,6 +47,10 @@ from fedjax_lab.models import models as models_lib
 from fedjax_lab.runner import builders
 from fedjax_lab.runner import metrics_io
 from fedjax_lab.runner import workdir as workdir_lib
+from fedjax_lab.runner import evaluation as evaluation_lib
+from fedjax_lab.runner import simulated
+from fedjax_lab.runner import sweep as sweep_lib
+from fedjax_lab.runner import tasks as tasks_lib
 from fedjax_lab.runner.checkpoint import Checkpointer
 from fedjax_lab.runner.metrics_io import MetricsWriter
 from fedjax_lab.runtime import devices
@@ -128,6 +132,8 @@ def make_sampler(algorithm, train: FederatedData, clients_per_round: int, dropou
   """The sampler the algorithm declares (`Algorithm.inputs`) over device-resident training data."""
   if algorithm.inputs == 'every_client':
     return engine.every_client_sampler(train)
+  if algorithm.inputs == 'arrivals':  # a simulated schedule (fedjax_lab/runner/simulated.py)
+    return simulated.arrival_sampler(algorithm, train)
   if algorithm.inputs == 'cohort':
     return engine.cohort_sampler(train, clients_per_round, dropout_rate, byzantine, cohort_sampling, capacity,
                                  gather=not algorithm.lazy_inputs)
@@ -180,7 +186,8 @@ def block_row(block_metrics: dict, totals: dict) -> dict:
       if reported.any():
         row[key] = float(values[reported].mean())
       continue
-    row[key] = float(values.mean())
+    # A clock (simulated time) or a counter reads at the block's end; the rest are block means.
+    row[key] = float(values[-1]) if key in simulated.LAST_VALUE_METRICS else float(values.mean())
   row['empty_rounds'] = int((~reported).sum())
   totals['empty_rounds'] = int(totals.get('empty_rounds', 0)) + row['empty_rounds']
   row['empty_rounds_total'] = totals['empty_rounds']
@@ -223,6 +230,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   """
   config = ml_collections.ConfigDict(config)
   devices.use_all_cores(config.get('num_devices', 0))  # before anything starts JAX; a no-op once it runs
+  # Studies: a config listing runs (config.sweep), or an analysis that is not a training run (config.task).
+  if config.get('sweep'):
+    return sweep_lib.run_sweep(config, workdir)
+  if config.get('task', 'train') != 'train':
+    return tasks_lib.run_task(config, workdir)
   builders.validate_run_fields(config)
   data_placement = config.get('data_placement', 'device')
   validate_data_placement(data_placement, config.get('prefetch_depth', 1))
@@ -278,6 +290,9 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
   seed_key = jax.random.key(config.seed)
   init_key, base_key = jax.random.split(seed_key)
   state = algorithm.init(jax.tree.map(put, model.init(init_key)))
+  # An init may hand one array to two leaves (async_ps's version and round, exact diffusion's x and
+  # psi); the runner donates the state and XLA refuses to donate a buffer twice: each leaf gets its own.
+  state = jax.tree.map(lambda leaf: jnp.array(leaf, copy=True), state)
   checkpointer = Checkpointer(os.path.join(workdir, workdir_lib.CHECKPOINT_DIR))
   # Cumulative counters live in the checkpoint, not in metrics.jsonl (which may be lost or trimmed).
   totals = {'bytes_up': 0.0, 'bytes_down': 0.0, 'empty_rounds': 0}
@@ -309,6 +324,7 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
   reporters = builders.build_reporters(config, train.num_clients)
 
   evaluate = jax.jit(lambda state: evaluate_state(model, algorithm.evaluates, state, test_x, test_y, mesh))
+  extra_metrics = evaluation_lib.extra_metrics_fn(config, model, dataset, data, test_x, test_y, algorithm.evaluates)
   eval_every = config.get('eval_every', 1)
   max_empty_fraction = config.get('max_empty_round_fraction', DEFAULT_MAX_EMPTY_ROUND_FRACTION)
 
@@ -319,6 +335,8 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
     else:
       row.update({f'{k}_total': v for k, v in totals.items()})
     row.update({f'test_{k}': float(v) for k, v in evaluate(state).items()})
+    if extra_metrics is not None:
+      row.update({k: float(v) for k, v in extra_metrics(state).items()})
     for reporter in reporters:
       row.update(reporter(round_index))
     row['seconds'] = seconds

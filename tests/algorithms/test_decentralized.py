@@ -420,26 +420,16 @@ def test_bad_topology_and_data_raise():
 
 @pytest.mark.slow
 def test_studies_and_figures_smoke(tmp_path):
-  # Every study config (shrunk further) runs end to end, writes its JSON, and its figure script reads it.
+  # Every decentralized study config (smoke) runs through the runner, and its figure script reads the workdir.
   import importlib
-  import ml_collections
-  from experiments import decentralized as driver
-  overrides = {
-      'topologies': {'num_nodes': 8, 'topologies': ('one_peer_exponential',), 'gossip_steps': 3,
-                     'steps': 2, 'eval_every': 2},
-      'scaling': {'num_nodes': (4,), 'topologies': ('ring',), 'steps': 2, 'seeds': (0,)},
-      'disconnected': {'num_nodes': 8, 'ls_steps': 3, 'steps': 2, 'eval_every': 2},
-      'tracking': {'num_nodes': 8, 'ls_steps': 3, 'steps': 2, 'eval_every': 2},
-  }
-  for study, fields in overrides.items():
-    config = driver.load_config(study, small=True)
-    config.update(fields)
-    if study == 'tracking':
-      config.partitions = ml_collections.ConfigDict({'iid': {'partition': 'iid'}})
+  from fedjax_lab.runner import run
+  for study in ('topologies', 'scaling', 'disconnected', 'tracking'):
+    config = importlib.import_module(f'configs.gossip_{study}').get_config('smoke')
+    workdir = str(tmp_path / study)
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', RuntimeWarning)  # the disconnected study warns on purpose
-      driver.run_study(study, str(tmp_path), config=config)
+      run(config, workdir)
     figure = importlib.import_module(f'experiments.figures.gossip_{study}')
-    figure.main(['--results', str(tmp_path / f'{study}.json'), '--outdir', str(tmp_path / 'figures')])
+    figure.main(['--workdir', workdir, '--outdir', str(tmp_path / 'figures')])
     assert (tmp_path / 'figures' / f'gossip_{study}.png').exists()
     assert (tmp_path / 'figures' / f'gossip_{study}.pdf').exists()

@@ -1,4 +1,4 @@
-"""Smoke tests: the privacy configs run (runner for DP-FedAvg; the study driver and figures for the rest)."""
+"""Smoke tests: the privacy configs run through the runner (DP-FedAvg runs, the DP sweep, the inversion tasks)."""
 
 import json
 import os
@@ -6,7 +6,6 @@ import os
 import pytest
 
 from configs import dlg_digits, dp_digits, dp_fedavg_digits
-from experiments import privacy as study
 from fedjax_lab.runner import run
 
 
@@ -25,6 +24,7 @@ def test_configs_have_their_variants():
   for module in (dlg_digits, dp_digits):
     module.get_config('')
     module.get_config('small')
+    module.get_config('smoke')
     with pytest.raises(ValueError, match='Unknown config argument'):
       module.get_config('nope')
   for variant in ('local', 'poisson', 'poisson_smoke'):
@@ -34,26 +34,28 @@ def test_configs_have_their_variants():
 
 
 @pytest.mark.slow
-def test_dp_study_and_its_figure(tmp_path):
-  from experiments.figures import dp_accuracy_vs_epsilon
-  path = study.run_study('dp', str(tmp_path), 'small')
-  with open(path) as f:
-    rows = json.load(f)['rows']
+def test_dp_sweep_and_its_figure(tmp_path):
+  from experiments.figures import _studies, dp_accuracy_vs_epsilon
+  run(dp_digits.get_config('small'), str(tmp_path))
+  rows = dp_accuracy_vs_epsilon.load(str(tmp_path))['rows']
   assert [r['target_epsilon'] for r in rows] == [8.0]
   assert rows[0]['epsilon'] == pytest.approx(8.0, rel=1e-2) and rows[0]['epsilon'] <= 8.0
-  dp_accuracy_vs_epsilon.main(['--results', path, '--outdir', str(tmp_path)])
+  dp_accuracy_vs_epsilon.main(['--workdir', str(tmp_path), '--outdir', str(tmp_path)])
   assert os.path.getsize(tmp_path / 'dp_accuracy_vs_epsilon.png') > 0
+  del _studies
 
 
 @pytest.mark.slow
-def test_progress_study_and_its_figure(tmp_path):
+def test_progress_task_and_its_figure(tmp_path):
   from experiments.figures import dlg_progress
-  path = study.run_study('progress', str(tmp_path), 'small')
-  with open(path) as f:
+  config = dlg_digits.get_config('small')
+  config.sweep = config.sweep[:1]  # the progress analysis
+  run(config, str(tmp_path))
+  with open(tmp_path / 'progress' / 'result.json') as f:
     rows = json.load(f)['rows']
   assert [r['name'][:4] for r in rows] == ['iDLG', 'DLG,']
   assert rows[0]['label_accuracy'] == 1.0
-  dlg_progress.main(['--results', path, '--outdir', str(tmp_path)])
+  dlg_progress.main(['--workdir', str(tmp_path), '--outdir', str(tmp_path)])
   assert os.path.getsize(tmp_path / 'dlg_progress.pdf') > 0
 
 

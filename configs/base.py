@@ -23,6 +23,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_every = 10
   config.checkpoint_every = 100
   config.progress = True
+  config.max_empty_round_fraction = 0.5  # warn when more rounds than this had no participant
 
   # The cohort: clients_per_round of the data's num_clients each round.
   config.clients_per_round = 10

@@ -8,7 +8,8 @@
 round every node mixes with its neighbours and takes a gradient step. metrics.jsonl reports the node
 average's test accuracy (`test_accuracy`), the mean and worst node's (`test_node_accuracy_mean`,
 `test_node_accuracy_worst`) and the consensus error. Variants: 'smoke', 'tracking' (gradient
-tracking), 'atc', 'iid'. The studies in experiments/decentralized.py go further (topologies, scaling).
+tracking), 'atc', 'iid'. The decentralized studies go further: configs/gossip_{topologies,scaling,
+disconnected,tracking}.py, each run with experiments.run (docs/notes/decentralized.md).
 """
 
 import ml_collections

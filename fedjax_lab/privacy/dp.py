@@ -133,7 +133,7 @@ def local_dp_epsilon(noise_multiplier: float, participations: int, delta: float)
 
 
 # `poisson_capacity` and `poisson_cohort` live in `fedjax_lab.data.sampling` (the runner draws its
-# Poisson cohorts with them); they are re-exported here for the DP study (experiments/privacy.py).
+# Poisson cohorts with them); they are re-exported here for the DP study (configs/dp_digits.py).
 
 
 # ----------------------------------------------------------------------------- noise and epsilon

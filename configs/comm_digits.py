@@ -22,8 +22,10 @@ def sweep(partitions, local_epochs, batch_sizes, fedsgd_rounds, cohort_fractions
           c_sweep_epochs=5, c_sweep_batch=10):
   runs = []
   for partition in partitions:
+    # The whole algorithm section: FedSGD has no client fields (its clients take one full-batch step of
+    # size 1), and the registry refuses fields an algorithm does not take.
     runs.append({'name': f'{partition}_fedsgd', 'overrides': {
-        **PARTITIONS[partition], 'algorithm.name': 'fedsgd', 'algorithm.server_lr': 0.5, 'rounds': fedsgd_rounds}})
+        **PARTITIONS[partition], 'algorithm': {'name': 'fedsgd', 'server_lr': 0.5}, 'rounds': fedsgd_rounds}})
     for e in local_epochs:
       for b in batch_sizes:
         runs.append({'name': f'{partition}_E{e}_B{"inf" if b == -1 else b}', 'overrides': {

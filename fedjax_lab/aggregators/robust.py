@@ -10,7 +10,7 @@ condition is re-evaluated on the reporting clients every round (`Aggregator.brea
 `base.round_metrics`).
 
 `get_robust_aggregator(name, byzantine_fraction, clients_per_round, **kwargs)` builds a defence
-for a threat model; `AGGREGATORS[name](num_clients=..., byzantine_fraction=..., **fields)` is what
+for a threat model; `AGGREGATORS[name](clients_per_round=..., byzantine_fraction=..., **fields)` is what
 the runner calls with config.aggregator's fields. A fraction the rule cannot survive is a
 ValueError before anything compiles.
 """
@@ -117,18 +117,27 @@ def _runner_builder(name: str, builder):
   builder's own (without num_clients) plus clients_per_round and, for the rules that take f,
   byzantine_fraction, so the registry derives the valid config fields from it.
   """
+  signature = inspect.signature(builder)
+  # A rule that needs f may get it from byzantine_fraction instead, so f is optional in the shown
+  # signature (the registry would otherwise require it) and required here when neither is given.
+  needs_f = name in _TAKES_F and signature.parameters.get('f', None) is not None and (
+      signature.parameters['f'].default is inspect.Parameter.empty)
+
   def build(clients_per_round: int | None = None, byzantine_fraction: float | None = None, **kwargs):
+    if needs_f and byzantine_fraction is None and kwargs.get('f') is None:
+      raise ValueError(f"config.aggregator.f is required by aggregator {name!r}; set it (or set "
+                       'config.aggregator.byzantine_fraction to derive it from the cohort size).')
     kwargs = _resolve(name, kwargs, byzantine_fraction, clients_per_round)
     if name in _TAKES_NUM_CLIENTS:
       kwargs['num_clients'] = clients_per_round
     return builder(**kwargs)
 
-  signature = inspect.signature(builder)
   extra = [inspect.Parameter('clients_per_round', inspect.Parameter.KEYWORD_ONLY, default=None)]
   if name in _TAKES_F:
     extra.append(inspect.Parameter('byzantine_fraction', inspect.Parameter.KEYWORD_ONLY, default=None))
-  build.__signature__ = signature.replace(
-      parameters=[p for p in signature.parameters.values() if p.name != 'num_clients'] + extra)
+  own = [p.replace(default=None) if needs_f and p.name == 'f' else p
+         for p in signature.parameters.values() if p.name != 'num_clients']
+  build.__signature__ = signature.replace(parameters=own + extra)
   build.__name__ = builder.__name__
   build.__doc__ = builder.__doc__
   return build

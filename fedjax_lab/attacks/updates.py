@@ -34,8 +34,11 @@ def replace_byzantine(updates, malicious, byzantine):
 def _gathered_attack(fn):
   """Builds a stateless Transform from `fn(updates, ctx) -> malicious` on the gathered stack."""
   def apply(updates, ctx: RoundContext):
-    gathered, weights, byzantine = cohort.unshard((updates, ctx.weights, ctx.byzantine))
-    ctx = ctx._replace(weights=weights, byzantine=byzantine)
+    # Every per-client field of ctx is gathered with the stack: a rule mixing a sharded one (mimic's
+    # client_ids) into a contraction over the replicated stack is an ambiguous-sharding error.
+    gathered, weights, byzantine, client_ids = cohort.unshard(
+        (updates, ctx.weights, ctx.byzantine, ctx.client_ids))
+    ctx = ctx._replace(weights=weights, byzantine=byzantine, client_ids=client_ids)
     out = replace_byzantine(gathered, fn(gathered, ctx), byzantine)
     return cohort.reshard_like(out, updates)
   return stateless(apply)

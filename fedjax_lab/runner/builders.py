@@ -397,6 +397,7 @@ def build_algorithm(config: ConfigDict, model: models_lib.Model, train_data, num
   budget_mb = config.get('memory_budget_mb', 0) or 0
   placement_lib.validate_placement(strategy, chunk_size, budget_mb)
   if config.algorithm.name in simulated.ALGORITHMS:
+    refuse_unhonoured_sections(config)
     return simulated.build_algorithm(config, model, train_data, mesh)
   make = lambda chunk: _build_algorithm(config, model, train_data, num_classes, mesh, chunk)
   if strategy == 'chunked' and chunk_size is None:
@@ -510,6 +511,13 @@ _DECENTRALIZED_REFUSES = {
     for field in ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'prox_mu', 'client_lr_decay',
                   'client_optimizer', 'client_momentum')}
 
+_SIMULATED_REFUSES = {
+    field: 'a simulated cluster of workers (fedjax_lab/runner/simulated.py) averages or applies plain '
+           'gradients as they arrive, with step config.algorithm.learning_rate, and config.stragglers decides '
+           'who is slow; set it to its default'
+    for field in ('aggregator', 'attack', 'compression', 'dp', 'preaggregation', 'topology', 'prox_mu',
+                  'client_lr_decay', 'client_optimizer', 'client_momentum')}
+
 
 def refuse_unhonoured_sections(config: ConfigDict) -> None:
   """Raises ValueError naming the first config field the configured algorithm would not apply.
@@ -524,6 +532,8 @@ def refuse_unhonoured_sections(config: ConfigDict) -> None:
     refused = _FEDSGD_REFUSES
   elif name in DECENTRALIZED:
     refused = _DECENTRALIZED_REFUSES
+  elif name in simulated.ALGORITHMS:
+    refused = _SIMULATED_REFUSES
   else:
     refused = _SERVER_REFUSES
   for field, why in refused.items():

@@ -20,7 +20,7 @@ import json
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import ml_collections
@@ -75,13 +75,16 @@ def run_config(config: ml_collections.ConfigDict, entry) -> ml_collections.Confi
   return run
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def run_sweep(config: ml_collections.ConfigDict, workdir: str,
+              run_one: Callable[[ml_collections.ConfigDict, str], dict]) -> dict:
   """Runs every entry of config.sweep into WORKDIR/<name>/, skipping finished ones; writes sweep.json.
+
+  `run_one(config, folder)` runs one entry (`fedjax_lab.runner.train.run`, which dispatches here: it is
+  passed in, so this module does not import the trainer back).
 
   Returns:
     {'runs': [{'name', 'overrides', 'workdir', 'skipped', 'final'}], 'sweep': workdir}.
   """
-  from fedjax_lab.runner import train  # train.run dispatches here: import at call time
   sweep = tuple(config.sweep)
   validate_sweep(sweep)
   configs = [run_config(config, entry) for entry in sweep]  # every override applies before anything runs
@@ -100,7 +103,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> dict:
         summary = json.load(f)
     else:
       logging.info('Sweep %s: running %s into %s', config.get('name', ''), entry['name'], folder)
-      summary = train.run(run, folder)
+      summary = run_one(run, folder)
     listing.append({'name': entry['name'], 'overrides': _plain(dict(entry.get('overrides') or {})),
                     'workdir': entry['name'], 'skipped': skipped, 'final': _plain(summary.get('final', {}))})
   result = {'name': config.get('name', ''), 'runs': listing}

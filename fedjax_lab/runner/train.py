@@ -232,7 +232,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, overwrite: bool = False
   devices.use_all_cores(config.get('num_devices', 0))  # before anything starts JAX; a no-op once it runs
   # Studies: a config listing runs (config.sweep), or an analysis that is not a training run (config.task).
   if config.get('sweep'):
-    return sweep_lib.run_sweep(config, workdir)
+    return sweep_lib.run_sweep(config, workdir, run)
   if config.get('task', 'train') != 'train':
     return tasks_lib.run_task(config, workdir)
   builders.validate_run_fields(config)

@@ -359,7 +359,7 @@ def test_every_robust_rule_assumes_the_same_f():
   for name in ('mean', 'norm_bounded_mean', 'centered_clipping'):
     assert aggregators.byzantine_arguments(name, fraction, n) == {}
   # What the runner builds from config.aggregator.byzantine_fraction: the same f everywhere.
-  built = {name: aggregators.AGGREGATORS[name](num_clients=n, byzantine_fraction=fraction)
+  built = {name: aggregators.AGGREGATORS[name](clients_per_round=n, byzantine_fraction=fraction)
            for name in takes_f if name != 'bulyan'}
   for name, agg in built.items():
     violated = [int(base.round_metrics(agg, jnp.arange(n) < k)['breakdown_violated']) for k in range(n + 1)]
@@ -367,7 +367,7 @@ def test_every_robust_rule_assumes_the_same_f():
     assert first_ok == {'krum': 2 * f + 3, 'multi_krum': 2 * f + 3}.get(name, 2 * f + 1), name
   # Bulyan at f = 3 needs 15 clients: refused before compiling, naming f = 3 (not 2).
   with pytest.raises(ValueError, match=r'bulyan: f=3'):
-    aggregators.AGGREGATORS['bulyan'](num_clients=n, byzantine_fraction=fraction)
+    aggregators.AGGREGATORS['bulyan'](clients_per_round=n, byzantine_fraction=fraction)
   # The trimmed mean trims f = 3 per side (beta = f / n), not floor(0.2 * 12) = 2.
   updates, weights = _full_cohort(10)
   ctx = make_context(weights, jax.random.key(0), PARAMS)
@@ -385,8 +385,8 @@ def _full_cohort(seed):
 
 def test_byzantine_fraction_and_an_explicit_count_are_not_both_accepted():
   with pytest.raises(ValueError, match=r'byzantine_fraction=0.2 and config.aggregator.f=2'):
-    aggregators.AGGREGATORS['krum'](num_clients=12, byzantine_fraction=0.2, f=2)
+    aggregators.AGGREGATORS['krum'](clients_per_round=12, byzantine_fraction=0.2, f=2)
   with pytest.raises(ValueError, match=r'config.aggregator.beta=0.2'):
-    aggregators.AGGREGATORS['trimmed_mean'](num_clients=12, byzantine_fraction=0.2, beta=0.2)
+    aggregators.AGGREGATORS['trimmed_mean'](clients_per_round=12, byzantine_fraction=0.2, beta=0.2)
   with pytest.raises(ValueError, match='exactly one of'):
     aggregators.trimmed_mean()

@@ -1,4 +1,5 @@
-"""Test helper: set dotted config fields, `with_overrides(config, **{'data.alpha': 0.1})`."""
+"""Test helpers: set dotted config fields (`with_overrides(config, **{'data.alpha': 0.1})`), and the tiny
+digits FedAvg run the runner tests share (`tiny_digits_config`)."""
 
 
 def with_overrides(config, **overrides):
@@ -10,3 +11,15 @@ def with_overrides(config, **overrides):
       target = target[part]
     target[leaf] = value
   return config
+
+
+def tiny_digits_config(**overrides):
+  """fedavg_mnist1d:smoke on digits: 12 IID clients, 4 per round, an MLP with 8 hidden units (seconds)."""
+  from configs import fedavg_mnist1d  # pylint: disable=g-import-not-at-top
+  config = fedavg_mnist1d.get_config('smoke')
+  config.data.name = 'digits'
+  config.data.num_clients = 12
+  config.data.partition = 'iid'
+  config.clients_per_round = 4
+  config.model.hidden = (8,)
+  return with_overrides(config, **overrides)

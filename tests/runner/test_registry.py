@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import base, dp_fedavg_digits, dpsgd_digits, fedavg_mnist1d, femnist_synthetic_host
-from fedjax_lab import aggregators
+from fedjax_lab import aggregators, engine
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.privacy import accounting
 from fedjax_lab.runner import builders, registry
@@ -76,11 +76,11 @@ def test_every_field_reaches_the_builder(monkeypatch):
 
 @pytest.mark.parametrize('section, message', [
     ({'name': 'krum', 'f': 1, 'bogus': 3},
-     r"config\.aggregator\.bogus is not a field of aggregator 'krum'; valid fields: name, f\."),
+     r"config\.aggregator\.bogus is not a field of aggregator 'krum'; valid fields: name, f, byzantine_fraction\."),
     ({'name': 'trimmed_mean', 'trim': 0.2},
      r"config\.aggregator\.trim is not a field of aggregator 'trimmed_mean'; valid fields: name, beta, weighted"),
     ({'name': 'krum'}, r"config\.aggregator\.f is required by aggregator 'krum'"),
-    ({'name': 'trimmed_mean'}, r'config\.aggregator\.beta is required'),
+    ({'name': 'trimmed_mean'}, r'give exactly one of config\.aggregator\.beta=None .* and config\.aggregator\.f=None'),
     ({'name': 'krum', 'f': 1, 'clients_per_round': 5}, r'config\.aggregator\.clients_per_round is set by the runner'),
     ({'name': 'krum', 'f': 4}, r"config\.aggregator \(aggregator 'krum'\): krum: f=4"),
     ({'name': 'mean', 'f': 1}, r"config\.aggregator\.f is not a field of aggregator 'mean'; valid fields: name\."),
@@ -94,6 +94,7 @@ def test_bad_aggregator_sections(section, message):
 
 def test_robust_aggregators_build_from_their_fields():
   assert _aggregator(name='krum', f=1) is not None
+  assert _aggregator(name='krum', byzantine_fraction=0.2) is not None  # f = ceil(0.2 * 10) = 2
   assert _aggregator(name='trimmed_mean', beta=0.2) is not None
   assert _aggregator(name='median') is not None
   assert _aggregator(name='mean') is None  # the streaming default
@@ -194,8 +195,9 @@ def _digits(**fields):
     ({'algorithm.name': 'fedsgd'}, r"config\.algorithm\.batch_size is not a field of algorithm 'fedsgd'; valid "
                                    r'fields: name, server_optimizer, server_lr'),
     ({'algorithm.name': 'scaffold', 'algorithm.client_optimizer': 'adam'},
-     r"config\.algorithm\.client_optimizer='adam' is not supported by SCAFFOLD"),
-    ({'topology.name': 'ring'}, r"config\.topology\.name='ring' applies to the decentralized algorithms"),
+     r"config\.algorithm\.client_optimizer='adam' is not supported by config\.algorithm\.name='scaffold'"),
+    ({'topology.name': 'ring'}, r"config\.topology\.name='ring' is not supported by config\.algorithm\.name='fedavg': "
+                                r'server algorithms do not gossip'),
     ({'data.alpha': float('nan')}, r'config\.data\.alpha=nan must be a finite number'),
     ({'model.widht': 3}, r"config\.model\.widht is not a field of model 'mlp'; valid fields: name, hidden\."),
 ])
@@ -215,12 +217,20 @@ def test_fedopt_variants_and_server_optimizer_fields():
 
 def test_scaffold_refuses_or_applies_sections():
   assert _algorithm(_digits(**{'algorithm.name': 'scaffold'})).name == 'scaffold'
+  # SCAFFOLD applies the aggregator, attacks, compression and pre-aggregation ...
   config = _digits(**{'algorithm.name': 'scaffold', 'aggregator.name': 'median'})
-  if builders._SCAFFOLD_TAKES_PARTS:
-    assert not _algorithm(config).lazy_inputs  # the median needs the whole cohort
-  else:
-    with pytest.raises(ValueError, match='This SCAFFOLD does not apply config.aggregator'):
-      _algorithm(config)
+  assert not _algorithm(config).lazy_inputs  # the median needs the whole cohort
+  config = _digits(**{'algorithm.name': 'scaffold'})
+  config.attack = ml_collections.ConfigDict({'name': 'sign_flip', 'fraction': 0.2, 'scale': 3.0})
+  config.compression = ml_collections.ConfigDict({'name': 'quantize', 'bits': 4})
+  config.preaggregation = ml_collections.ConfigDict({'name': 'nnm', 'f': 1})
+  assert _algorithm(config).name == 'scaffold'
+  # ... and refuses DP, whose guarantee its clear-text control variates would void.
+  config = _digits(**{'algorithm.name': 'scaffold'})
+  config.dp = ml_collections.ConfigDict({'name': 'central', 'clip_norm': 1.0, 'noise_multiplier': 1.0})
+  with pytest.raises(ValueError, match=r"config\.dp\.name='central' is not supported by "
+                                       r"config\.algorithm\.name='scaffold'"):
+    _algorithm(config)
 
 
 @pytest.mark.parametrize('fields, message', [
@@ -259,7 +269,8 @@ def test_decentralized_builds_and_validates():
                                            {'name': 'exponential', 'max_power': 1, 'gossip': 'sparse'}, model, N)
   assert algorithm.name == 'gradient_tracking'
   data, _ = least_squares()
-  state, metrics = jax.jit(algorithm.step)(algorithm.init(zeros_like_model(model)), data, jax.random.key(0))
+  state, metrics = jax.jit(algorithm.step)(algorithm.init(zeros_like_model(model)), engine.every_client_inputs(data),
+                                           jax.random.key(0))
   assert np.isfinite(float(metrics['train_loss']))
   local = registry.build_decentralized({'name': 'local_sgd_gossip', 'learning_rate': 0.1, 'batch_size': 2,
                                         'local_steps': 2}, {'name': 'ring'}, model, N)

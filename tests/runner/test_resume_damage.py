@@ -9,25 +9,17 @@ import jax
 import numpy as np
 import pytest
 
-from configs import fedavg_mnist1d
 from fedjax_lab import runner
 from fedjax_lab.runner import train
 from fedjax_lab.runner.checkpoint import NoRestorableCheckpointError
 from fedjax_lab.runner.metrics_io import MetricsWriter
-from tests.runner.overrides import with_overrides
+from tests.runner.overrides import tiny_digits_config
 
 ROUNDS = 6
 
 
 def _config(**overrides):
-  config = fedavg_mnist1d.get_config('smoke')
-  config.data.name = 'digits'
-  config.data.num_clients = 12
-  config.data.partition = 'iid'
-  config.clients_per_round = 4
-  config.model.hidden = (8,)
-  config.checkpoint_every = 1
-  return with_overrides(config, **overrides)
+  return tiny_digits_config(**{'checkpoint_every': 1, **overrides})
 
 
 def _rows(workdir):
@@ -48,11 +40,12 @@ def reference(tmp_path_factory):
 
 
 def _damage(checkpoint_dir, how):
-  if how == 'truncated_data':  # the biggest array file, cut in half (a kill or a full disk mid-write)
+  if how == 'truncated_data':  # the array data files cut in half (a kill or a full disk mid-write)
     files = [os.path.join(root, f) for root, _, names in os.walk(os.path.join(checkpoint_dir, 'state'))
              for f in names if os.sep + 'd' + os.sep in os.path.join(root, f)]
-    biggest = max(files, key=os.path.getsize)
-    os.truncate(biggest, os.path.getsize(biggest) // 2)
+    assert files
+    for path in files:
+      os.truncate(path, os.path.getsize(path) // 2)
   elif how == 'empty_metadata':
     open(os.path.join(checkpoint_dir, 'state', '_METADATA'), 'w').close()
   elif how == 'corrupt_totals':

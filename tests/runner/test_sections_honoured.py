@@ -3,8 +3,9 @@ section, setting the section either changes the trained parameters or is refused
 compiled, with a ValueError that names the field.
 
 The algorithms come from `builders.ALGORITHMS` (a new one is covered without editing this file);
-each runs two rounds of a tiny digits config, and its run without the section is shared by all
-sections (module-level cache).
+each runs two rounds of a tiny digits config (a simulated cluster, fedjax_lab/runner/simulated.py: the
+sync/async least-squares smoke, which refuses every section), and its run without the section is
+shared by all sections (module-level cache).
 """
 
 import functools
@@ -14,9 +15,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import dpsgd_digits, fedavg_mnist1d
+from configs import dpsgd_digits, fedavg_mnist1d, sync_async
 from fedjax_lab.data import sampling
-from fedjax_lab.runner import builders
+from fedjax_lab.runner import builders, simulated
 
 NUM_CLIENTS = 12
 ROUNDS = 2
@@ -41,9 +42,16 @@ SECTIONS = {
 }
 # Sections a decentralized algorithm needs and applies by definition (its base config sets them).
 DECENTRALIZED_OWN = ('topology',)
-# What must be refused whatever else changes: a privacy claim SCAFFOLD cannot back, server pieces gossip lacks.
+# What must be refused whatever else changes: a privacy claim SCAFFOLD cannot back, server pieces gossip lacks,
+# and every federated section for a simulated cluster of workers (fedjax_lab/runner/simulated.py).
 MUST_REFUSE = {('scaffold', 'dp_central'), ('scaffold', 'dp_local')} | {
-    (name, section) for name in builders.DECENTRALIZED for section in SECTIONS if section not in DECENTRALIZED_OWN}
+    (name, section) for name in builders.DECENTRALIZED for section in SECTIONS if section not in DECENTRALIZED_OWN
+} | {(name, section) for name in simulated.ALGORITHMS for section in SECTIONS}
+# The FedAvg smoke config's client-side fields, which FedSGD has not (its config.algorithm rejects them).
+FEDSGD_CLIENT_FIELDS = ('batch_size', 'client_lr', 'client_lr_decay', 'client_lr_decay_rate', 'client_optimizer',
+                        'local_epochs', 'prox_mu')
+# Fields a simulated algorithm needs beyond the least-squares smoke config.
+SIMULATED_FIELDS = {'stale_synchronous': {'staleness_bound': 1}, 'fedbuff': {'buffer_size': 2}}
 
 
 def _set(config, overrides):
@@ -60,6 +68,13 @@ def _set(config, overrides):
 
 
 def _config(name, overrides=()):
+  if name in simulated.ALGORITHMS:  # its own data (least squares over the workers) and model
+    config = sync_async.get_config('smoke')
+    config.sweep = ()
+    config.rounds = ROUNDS
+    config.algorithm.name = name
+    config.algorithm.update(SIMULATED_FIELDS.get(name, {}))
+    return _set(config, dict(overrides))
   if name in builders.DECENTRALIZED:
     config = dpsgd_digits.get_config('smoke')
     config.algorithm = ml_collections.ConfigDict({'name': name, 'learning_rate': 0.1, 'batch_size': 16})
@@ -78,6 +93,9 @@ def _config(name, overrides=()):
       config.algorithm.prox_mu = 0.01  # FedProx needs mu > 0; the section raises it
     if name in ('fedadam', 'fedyogi', 'fedadagrad'):
       config.algorithm.server_lr = 0.01
+    if name == 'fedsgd':  # one full-batch gradient per client: it has no client-side fields
+      for field in FEDSGD_CLIENT_FIELDS:
+        del config.algorithm[field]
   config.data.name = 'digits'
   config.data.num_clients = NUM_CLIENTS
   config.clients_per_round = NUM_CLIENTS if name in builders.DECENTRALIZED else config.clients_per_round
@@ -87,14 +105,15 @@ def _config(name, overrides=()):
 
 
 @functools.lru_cache(maxsize=None)
-def _dataset():
-  dataset = builders.build_dataset(_config('fedavg'))
+def _dataset(family='fedavg'):
+  dataset = builders.build_dataset(_config(family))
   return dataset, jax.tree.map(jax.numpy.asarray, dataset.train)
 
 
 def _build(config):
   """(model, algorithm), built as the runner builds them; raises the runner's ValueError."""
-  dataset, _ = _dataset()
+  name = config.algorithm.name
+  dataset, _ = _dataset(simulated.ALGORITHMS[0] if name in simulated.ALGORITHMS else 'fedavg')
   model = builders.build_model(config, dataset.input_shape, dataset.num_classes)
   algorithm = builders.build_algorithm(config, model, dataset.train, dataset.num_classes, None)
   builders.build_reporters(config, dataset.train.num_clients)
@@ -135,7 +154,9 @@ def _baseline(name):
   """The run without optional sections (it must build, so a refusal is the section's); None: not run."""
   config = _config(name)
   _, algorithm = _build(config)
-  return None if name in builders.DECENTRALIZED else _final_params(config, algorithm)
+  if name in builders.DECENTRALIZED or name in simulated.ALGORITHMS:  # every section is refused: nothing to compare
+    return None
+  return _final_params(config, algorithm)
 
 
 @pytest.fixture(scope='module', autouse=True)

@@ -5,20 +5,13 @@ import os
 
 import pytest
 
-from configs import fedavg_mnist1d
 from fedjax_lab import runner
 from fedjax_lab.runner import workdir as workdir_lib
-from tests.runner.overrides import with_overrides
+from tests.runner.overrides import tiny_digits_config
 
 
 def _config(**overrides):
-  config = fedavg_mnist1d.get_config('smoke')
-  config.data.name = 'digits'
-  config.data.num_clients = 12
-  config.data.partition = 'iid'
-  config.clients_per_round = 4
-  config.model.hidden = (8,)
-  return with_overrides(config, **overrides)
+  return tiny_digits_config(**overrides)
 
 
 def _snapshot(directory):

@@ -14,6 +14,7 @@ from fedjax_lab.models import models as models_lib
 from fedjax_lab.privacy import accounting
 from fedjax_lab.runner import builders, registry
 from fedjax_lab.transforms.base import make_context
+from tests.runner.overrides import with_overrides
 from tests.algorithms.test_decentralized import N, least_squares, zeros_like_model
 
 RUNNER_CONFIGS = {'fedavg_mnist1d': fedavg_mnist1d, 'dp_fedavg_digits': dp_fedavg_digits,
@@ -21,14 +22,7 @@ RUNNER_CONFIGS = {'fedavg_mnist1d': fedavg_mnist1d, 'dp_fedavg_digits': dp_fedav
 
 
 def _config(**fields):
-  config = fedavg_mnist1d.get_config('smoke')
-  for key, value in fields.items():
-    *path, leaf = key.split('.')
-    target = config
-    for part in path:
-      target = target[part]
-    target[leaf] = value
-  return config
+  return with_overrides(fedavg_mnist1d.get_config('smoke'), **fields)
 
 
 def _aggregator(**section):

@@ -11,17 +11,11 @@ from configs import fedavg_mnist1d
 from configs import femnist_synthetic_host
 from fedjax_lab import runner
 from fedjax_lab.data import datasets, host
-from tests.runner.overrides import with_overrides
+from tests.runner.overrides import tiny_digits_config
 
 
 def _digits_config(**overrides):
-  config = fedavg_mnist1d.get_config('smoke')
-  config.data.name = 'digits'
-  config.data.num_clients = 12
-  config.data.partition = 'iid'
-  config.clients_per_round = 4
-  config.model.hidden = (16,)
-  return with_overrides(config, **overrides)
+  return tiny_digits_config(**{'model.hidden': (16,), **overrides})
 
 
 def _flat(params):

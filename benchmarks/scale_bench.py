@@ -22,10 +22,12 @@ summary.json, compilation included). JSON goes to --json.
   python -m benchmarks.scale_bench --cohorts=100 --rounds=2 --repeats=1 --main_rounds=6   # smoke
   python -m benchmarks.scale_bench --core_counts=1,2,4,8 --cohorts=1000                  # scaling curve
   python -m benchmarks.scale_bench --inputs=lazy,gathered --cohorts=100,1000 --skip_main_job
+  python -m benchmarks.scale_bench --devices=8 --core_counts=all --inputs=lazy,lazy_replicated,gathered  # 8-device mesh
 
-On CPU a replicated population is one copy per device (`jax.device_put` with a replicated sharding):
-K clients x 64 x 784 float32 is ~0.2 MB per client per device; settings that would need more than
---max_memory_fraction of the machine's memory are skipped and say so.
+Lazy cohorts read from a population split over the devices (`placement.shard_rows`, as the runner
+places it: one copy in all, K / D clients per device); gathered ones from a replicated population, one
+copy per device. K clients x 64 x 784 float32 is ~0.2 MB per client; settings that would need more
+than --max_memory_fraction of the machine's memory are skipped and say so.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ from benchmarks.report import matmul_ceiling_gflops
 
 _COHORTS = flags.DEFINE_list('cohorts', ['100', '1000', '10000'], 'Clients per round to time.')
 _CORE_COUNTS = flags.DEFINE_list('core_counts', ['1', 'all'], "Core counts to run on ('all': every usable core).")
-_INPUTS = flags.DEFINE_list('inputs', ['lazy'], "Cohort forms: 'lazy' (read by id, the runner's) and/or 'gathered'.")
+_INPUTS = flags.DEFINE_list('inputs', ['lazy'], "Cohort forms: 'lazy' (read by id from a population split over the "
+                            "devices, the runner's), 'lazy_replicated' (read by id from a copy on every device, "
+                            "config.data_placement='replicated') and/or 'gathered'.")
+_DEVICES = flags.DEFINE_integer('devices', 0, 'CPU devices per worker (0: one per usable core, as the runner); more '
+                                'than the cores simulates a bigger mesh on this machine.')
 _CLIENTS = flags.DEFINE_integer('num_clients', 1000, 'Population size (raised to C when C is larger).')
 _EXAMPLES = flags.DEFINE_integer('examples', 64, 'Examples per client.')
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Local batch size.')
@@ -84,7 +90,7 @@ def _machine_memory_bytes() -> int:
 
 def _worker() -> dict:
   from fedjax_lab.runtime import devices  # pylint: disable=g-import-not-at-top
-  devices.use_all_cores()  # before anything starts JAX
+  devices.use_all_cores(_DEVICES.value)  # before anything starts JAX
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
@@ -95,7 +101,7 @@ def _worker() -> dict:
   from fedjax_lab.data import FederatedData  # pylint: disable=g-import-not-at-top
   from fedjax_lab.models import models  # pylint: disable=g-import-not-at-top
 
-  mesh = placement.client_mesh(0)
+  mesh = placement.client_mesh(_DEVICES.value)
   num_devices = placement.num_mesh_clients(mesh)
   replicated = NamedSharding(mesh, P()) if mesh is not None else jax.devices()[0]
   model = models.mlp((784,), 10, hidden=HIDDEN)
@@ -107,25 +113,32 @@ def _worker() -> dict:
   flops_per_client = 6 * num_params * _EXAMPLES.value  # one local epoch: every example once
   for cohort in (int(c) for c in _COHORTS.value):
     num_clients = max(_CLIENTS.value, cohort)
-    population_bytes = num_clients * client_bytes * num_devices
-    if population_bytes > _MEMORY.value * _machine_memory_bytes():
-      print(f'C={cohort}: skipped, the population replicated on {num_devices} devices needs '
-            f'{population_bytes / 2**30:.1f} GiB', file=sys.stderr, flush=True)
-      result['rows'].append({'clients_per_round': cohort, 'skipped': True, 'population_bytes': population_bytes})
-      continue
     key_x, key_y = jax.random.split(jax.random.key(0))
-    data = FederatedData(jax.random.normal(key_x, (num_clients, _EXAMPLES.value, 784), jnp.float32),
-                         jax.random.randint(key_y, (num_clients, _EXAMPLES.value), 0, 10),
-                         jnp.full((num_clients,), _EXAMPLES.value, jnp.int32))
-    data = jax.device_put(data, replicated)
+    host = None
     for inputs in _INPUTS.value:
+      if inputs not in ('lazy', 'lazy_replicated', 'gathered'):
+        raise app.UsageError(f"--inputs={inputs!r}: use 'lazy', 'lazy_replicated' or 'gathered'.")
+      # Lazy cohorts read rows by id from a population split over the devices (as the runner places
+      # it: one copy in all); a gathered cohort is gathered from a replicated one (a copy per device).
+      copies = 1 if inputs == 'lazy' else num_devices
+      population_bytes = num_clients * client_bytes * copies
+      if population_bytes > _MEMORY.value * _machine_memory_bytes():
+        print(f'C={cohort} {inputs}: skipped, the population ({copies} copies) needs '
+              f'{population_bytes / 2**30:.1f} GiB', file=sys.stderr, flush=True)
+        result['rows'].append({'clients_per_round': cohort, 'inputs': inputs, 'skipped': True,
+                               'population_bytes': population_bytes})
+        continue
+      if host is None:
+        host = jax.device_get(FederatedData(
+            jax.random.normal(key_x, (num_clients, _EXAMPLES.value, 784), jnp.float32),
+            jax.random.randint(key_y, (num_clients, _EXAMPLES.value), 0, 10),
+            jnp.full((num_clients,), _EXAMPLES.value, jnp.int32)))
       algorithm = fedavg(model, optax.sgd(0.05), optax.sgd(1.0), 1, _BATCH.value, _EXAMPLES.value,
                          placement='scan', mesh=mesh)
       if inputs == 'gathered':
         algorithm = algorithm._replace(lazy_inputs=False)
-      elif inputs != 'lazy':
-        raise app.UsageError(f"--inputs={inputs!r}: use 'lazy' or 'gathered'.")
-      sampler = engine.cohort_sampler(data, cohort, gather=not algorithm.lazy_inputs)
+      data = placement.shard_rows(host, mesh) if inputs == 'lazy' else jax.device_put(host, replicated)
+      sampler = engine.cohort_sampler(data, cohort, gather=not algorithm.lazy_inputs, num_clients=num_clients)
       state = jax.device_put(algorithm.init(params), replicated)
       base_key = jax.random.key(1)
       compiled = engine.lower_rounds(algorithm, sampler, state, base_key, _ROUNDS.value).compile()
@@ -137,11 +150,14 @@ def _worker() -> dict:
         jax.block_until_ready(compiled(state, sampler.data, base_key))
         best = min(best, (time.perf_counter() - tic) / _ROUNDS.value)
       gflops = flops_per_client * cohort / best / 1e9
+      per_device = max(shard.data.nbytes for shard in data.x.addressable_shards)
       result['rows'].append({'clients_per_round': cohort, 'inputs': inputs, 'num_clients': num_clients,
                              's_per_round': best, 'gflops': gflops,
-                             'temp_bytes': None if analysis is None else analysis.temp_size_in_bytes})
+                             'temp_bytes': None if analysis is None else analysis.temp_size_in_bytes,
+                             'population_bytes_per_device': per_device})
       print(f'{result["cores"]} cores: C={cohort} {inputs} {best:.4f} s/round', file=sys.stderr, flush=True)
-    del data
+      del data, sampler
+    del host
   return result
 
 
@@ -211,18 +227,20 @@ def main(argv):
   print(f'\nMachine: {machine}; jax {workers[max(workers)]["jax"]}; matmul ceiling {ceiling:.1f} GFLOP/s on '
         f'{max(workers)} cores ({workers[min(workers)]["ceiling_gflops"]:.1f} on {min(workers)}); fedavg-2nn, '
         f'{workers[max(workers)]["num_params"]} params, {_EXAMPLES.value} examples/client, batch {_BATCH.value}')
-  print('| C | inputs | cores | devices | s/round | GFLOP/s | % of all-core ceiling | speedup | efficiency | temp MiB |')
-  print('|' + '---|' * 10)
+  print('| C | inputs | cores | devices | s/round | GFLOP/s | % of all-core ceiling | speedup | efficiency | temp MiB '
+        '| population MiB/device |')
+  print('|' + '---|' * 11)
   for r in rows:
     if r.get('skipped'):
       print(f"| {r['clients_per_round']} | - | {r['cores']} | - | skipped: population "
-            f"{r['population_bytes'] / 2**30:.1f} GiB | | | | | |")
+            f"{r['population_bytes'] / 2**30:.1f} GiB | | | | | | |")
       continue
     fmt = lambda v, spec: '-' if v is None else format(v, spec)
     temp = None if r['temp_bytes'] is None else r['temp_bytes'] / 2 ** 20
     print(f"| {r['clients_per_round']} | {r['inputs']} | {r['cores']} | {r['devices']} | {r['s_per_round']:.4f} | "
           f"{r['gflops']:.1f} | {100 * r['ceiling_share']:.0f} % | {fmt(r['speedup'], '.2f')} | "
-          f"{fmt(r['efficiency'] and 100 * r['efficiency'], '.0f')} % | {fmt(temp, '.1f')} |")
+          f"{fmt(r['efficiency'] and 100 * r['efficiency'], '.0f')} % | {fmt(temp, '.1f')} | "
+          f"{r['population_bytes_per_device'] / 2 ** 20:.0f} |")
   if main_job:
     one, every = main_job
     print(f"\nMain job (fedavg_mnist1d, 100 clients x 5 epochs, {_MAIN_ROUNDS.value} rounds): taskset -c 0 "

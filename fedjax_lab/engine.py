@@ -77,40 +77,48 @@ class CohortData(NamedTuple):
 
 @functools.lru_cache(maxsize=None)
 def _cohort_sample_fn(clients_per_round: int, dropout_rate: float, how: str, capacity: int | None,
-                      gather: bool) -> Callable:
+                      gather: bool, num_clients: int) -> Callable:
   # Cached per static setting: equal settings give the same function, so the compiled loop is reused.
   def sample(data: CohortData, round_index, key):
     del round_index  # a cohort depends on the round only through its key
     return sampling.sample_round(data.population, key, clients_per_round, dropout_rate, data.byzantine,
-                                 gather=gather, sampling=how, capacity=capacity)
+                                 gather=gather, sampling=how, capacity=capacity, num_clients=num_clients)
 
   return sample
 
 
 def cohort_sampler(population: FederatedData, clients_per_round: int, dropout_rate: float = 0.0,
                    byzantine: jax.Array | None = None, how: str = 'fixed_size', capacity: int | None = None,
-                   gather: bool = True) -> Sampler:
+                   gather: bool = True, num_clients: int | None = None) -> Sampler:
   """A server's cohort each round (`fedjax_lab.data.sampling.sample_round`).
 
   Args:
-    population: FederatedData, leaves [K, ...] (device arrays, replicated on a mesh).
+    population: FederatedData, leaves [K, ...] (device arrays: replicated on a mesh, or split over it
+      by `placement.shard_rows` for an algorithm with `lazy_inputs`, which pads it to more rows).
     clients_per_round: C (static).
     dropout_rate: probability that a sampled client never reports (static).
     byzantine: optional [K] bool mask of the clients an attack controls (default: none).
     how: 'fixed_size' or 'poisson' (config.sampling).
     capacity: the cohort's array length under 'poisson' (`sampling.cohort_capacity`).
     gather: False for an algorithm with `lazy_inputs` (each client's rows are read by id).
+    num_clients: K, the clients that can be sampled (default: every row of the population); set it
+      when the population is padded with empty rows (`placement.shard_rows`).
 
   Returns:
     Sampler.
   """
-  num_clients = population.num_examples.shape[0]
+  rows = int(population.num_examples.shape[0])
+  num_clients = rows if num_clients is None else int(num_clients)
+  if not 1 <= num_clients <= rows:
+    raise ValueError(f'num_clients={num_clients} must be between 1 and the population\'s {rows} rows.')
   if byzantine is None:
     byzantine = jnp.zeros((num_clients,), bool)
   sampling.validate_sampling(num_clients, clients_per_round, dropout_rate)
   sampling.validate_cohort_sampling(how)
+  if byzantine.shape[0] != num_clients:
+    raise ValueError(f'The Byzantine mask has {byzantine.shape[0]} entries for {num_clients} clients.')
   return Sampler(_cohort_sample_fn(int(clients_per_round), float(dropout_rate), how,
-                                   None if capacity is None else int(capacity), bool(gather)),
+                                   None if capacity is None else int(capacity), bool(gather), num_clients),
                  CohortData(population, byzantine))
 
 

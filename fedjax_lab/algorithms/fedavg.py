@@ -30,8 +30,11 @@ round. Results equal the stacked path (same keys: every per-client draw folds in
 
 Lazy inputs (nothing of size C x data either). A streaming round also accepts lazy `RoundInputs`
 (`sample_round(..., gather=False)`: the population [K, M, ...] and the cohort's ids, no gathered
-cohort); each client's rows are then read by id inside the client loop (`sampling.client_rows`), so
-the only [C] things in the round are ids, flags and weights. The algorithm advertises this with
+cohort); each client's rows are then read by id inside the client loop (`rows_by_id` of
+`placement.sum_clients`), so the only [C] things in the round are ids, flags and weights. On a mesh
+the population may be split over the devices (`placement.shard_rows`, as the runner places it): each
+device then holds K / D clients and fetches its clients' rows from their owners in bounded blocks.
+The algorithm advertises this with
 `Algorithm.lazy_inputs`, which the runner reads. A data attack needs the gathered cohort (it rewrites
 the Byzantine clients' rows), so with one the round gathers first (`sampling.materialize`) and
 `lazy_inputs` is False; so does the stacked path. Either form of inputs gives the same numbers.
@@ -305,11 +308,9 @@ def fedavg(
 
   def streamed_client(shared, client):
     """One client's fused contribution: train, transform, map, weigh (all float32, leaves [...])."""
-    params, lr_scale, train_key, transform_key, round_index, population = shared
-    data, client_id, participation, byzantine = client
-    if data is None:  # lazy inputs: this client's rows, read from the population by id
-      rows = sampling.client_rows(population, client_id)
-      data = local_lib.ClientData(rows.x, rows.y, rows.num_examples)
+    params, lr_scale, train_key, transform_key, round_index = shared
+    data, (client_id, participation, byzantine) = client  # data: gathered, or read by id (lazy inputs)
+    data = local_lib.ClientData(data.x, data.y, data.num_examples)
     weight = data.num_examples.astype(jnp.float32) * participation.astype(jnp.float32)
     out = client_update(params, data, jax.random.fold_in(train_key, client_id), lr_scale=lr_scale)
     client_ctx = ClientContext(weight, transform_key, params, client_id, byzantine, round_index)
@@ -326,12 +327,15 @@ def fedavg(
 
     if streaming:
       # Client ids, not [C] keys or weights: nothing of size C x model is built inside the round.
-      # Lazy inputs: no per-client data at all; the population is shared (replicated) and each
-      # client reads its rows by id.
-      client_data = None if inputs.is_lazy else local_lib.ClientData(data.x, data.y, data.num_examples)
-      streamed = (client_data, inputs.client_ids, inputs.participation, inputs.byzantine)
-      shared = (state.params, lr_scale, train_key, transform_key, state.round, inputs.population)
-      sums = placement_lib.sum_clients(streamed_client, shared, streamed, placement, chunk_size, mesh)
+      # Lazy inputs: no per-client data at all; each client's rows are read from the population by
+      # id inside the client loop (on a mesh, from the device that holds them: `shard_rows`).
+      cohort = (inputs.client_ids, inputs.participation, inputs.byzantine)
+      shared = (state.params, lr_scale, train_key, transform_key, state.round)
+      if inputs.is_lazy:
+        sums = placement_lib.sum_clients(streamed_client, shared, cohort, placement, chunk_size, mesh,
+                                         rows_by_id=(inputs.population, inputs.client_ids))
+      else:
+        sums = placement_lib.sum_clients(streamed_client, shared, (data, cohort), placement, chunk_size, mesh)
       update, aggregator_state, transform_state = server.reduce_streamed(sums['update'], sums['sum_weight'], state,
                                                                          ctx, aggregate_key)
       train_loss = jnp.where(sums['weight'] > 0, sums['loss'] / jnp.maximum(sums['weight'], 1e-30), jnp.nan)

@@ -31,13 +31,15 @@ XLA's temporary memory is one client's (one chunk's) whatever C is. `chunk_size_
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, PartitionSpec as P
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fedjax_lab.clients.vma import match_vma
 
@@ -110,13 +112,15 @@ class Placement(NamedTuple):
     return map_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh)
 
   def weighted_sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree,
-                           weights: jax.Array) -> PyTree:
+                           weights: jax.Array, rows_by_id: tuple[PyTree, jax.Array] | None = None) -> PyTree:
     """`weighted_sum_clients` with this placement."""
-    return weighted_sum_clients(fn, shared, per_client, weights, self.strategy, self.chunk_size, self.mesh)
+    return weighted_sum_clients(fn, shared, per_client, weights, self.strategy, self.chunk_size, self.mesh,
+                                rows_by_id)
 
-  def sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree) -> PyTree:
+  def sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree,
+                  rows_by_id: tuple[PyTree, jax.Array] | None = None) -> PyTree:
     """`sum_clients` with this placement."""
-    return sum_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh)
+    return sum_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh, rows_by_id)
 
   @property
   def num_devices(self) -> int:
@@ -173,26 +177,32 @@ def _masked_sum(weights: jax.Array | None, outputs: PyTree) -> PyTree:
   return jax.tree.map(reduce, outputs)
 
 
-def _weighted_sum_local(fn, shared, per_client, weights, strategy: str, chunk_size: int | None):
+def _weighted_sum_local(fn, shared, per_client, weights, strategy: str, chunk_size: int | None, read=None):
   """sum_i weights[i] * fn(shared, client_i) for every output leaf (float32); weights=None: plain sum.
 
   'scan' and 'chunked' read each chunk of the cohort in place (`dynamic_slice` inside the loop)
   and add a remainder chunk at the end, so nothing of size C (no padded copy of the cohort, no
   stacked outputs) is ever materialised: XLA's temporary memory is that of one chunk.
+
+  read: None, or `ids [k] -> rows [k, ...]` when `per_client` is (ids, rest): each chunk's rows are
+  read inside the loop and `fn` receives (row_i, rest_i).
   """
   one = lambda client: jax.tree.map(lambda o: o.astype(jnp.float32), fn(shared, client))
+  with_rows = (lambda clients: clients) if read is None else (lambda clients: (read(clients[0]), clients[1]))
   if strategy == 'vmap':
-    return _masked_sum(weights, jax.vmap(one)(per_client))
+    return _masked_sum(weights, jax.vmap(one)(with_rows(per_client)))
   chunk = 1 if strategy == 'scan' else int(chunk_size)
   size = cohort_size(per_client)
   chunk = min(chunk, size)
   full = size // chunk
-  template = jax.eval_shape(one, jax.tree.map(lambda a: a[0], per_client))
+  first_client = lambda clients: one(jax.tree.map(lambda a: a[0], with_rows(clients)))
+  template = jax.eval_shape(first_client, jax.tree.map(lambda a: a[:1], per_client))
   reference = weights if weights is not None else jax.tree.leaves(per_client)[0]
   zeros = match_vma(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template), reference)
   take_weights = lambda f: None if weights is None else f(weights)
 
   def add(total, clients, w):
+    clients = with_rows(clients)
     if cohort_size(clients) == 1:
       out = jax.tree.map(lambda o: o[None], one(jax.tree.map(lambda a: a[0], clients)))
     else:
@@ -208,6 +218,107 @@ def _weighted_sum_local(fn, shared, per_client, weights, strategy: str, chunk_si
     tail = lambda a: a[full * chunk:]
     total = add(total, jax.tree.map(tail, per_client), take_weights(tail))
   return total
+
+
+# A table split over devices is read in blocks (`_read_split`): one fetch moves D slots of a block's
+# rows through every device (D x block rows per device, ~1 ms of rendezvous on CPU), so a block holds
+# as many clients as keep those D x block rows near this many bytes (at least one chunk).
+FETCH_BLOCK_BYTES = 8 * 2 ** 20
+
+
+def _fetch_block_clients(table: PyTree, chunk: int, size: int) -> int:
+  """Clients per fetched block: D x block rows ~ FETCH_BLOCK_BYTES, a multiple of `chunk`, at most `size`."""
+  row_bytes = sum(math.prod(a.shape[1:]) * a.dtype.itemsize for a in jax.tree.leaves(table))
+  devices = jax.lax.axis_size(CLIENT_AXIS)
+  block = max(1, FETCH_BLOCK_BYTES // max(devices * row_bytes, 1)) // chunk * chunk
+  return max(chunk, min(block, size))
+
+
+def _weighted_sum_fetched(fn, shared, per_client, weights, strategy: str, chunk_size: int | None, table):
+  """`_weighted_sum_local` over (ids, rest) whose rows come from a table split over the devices.
+
+  The clients go in blocks (`_fetch_block_clients`): one collective fetch of a block's rows
+  (`_read_split`), then the block trains as a gathered cohort. Memory: one block of rows, whatever C.
+  """
+  size = cohort_size(per_client)
+  chunk = 1 if strategy in ('scan', 'vmap') else int(chunk_size)
+  block = size if strategy == 'vmap' else _fetch_block_clients(table, min(chunk, size), size)
+  full = size // block
+
+  def block_sum(clients, w):
+    ids, rest = clients
+    return _weighted_sum_local(fn, shared, (_read_split(table, ids), rest), w, strategy, chunk_size)
+
+  def body(i, total):
+    take = lambda a: jax.lax.dynamic_slice_in_dim(a, i * block, block)
+    part = block_sum(jax.tree.map(take, per_client), None if weights is None else take(weights))
+    return jax.tree.map(jnp.add, total, part)
+
+  first = jax.tree.map(lambda a: a[:block], per_client)
+  template = jax.eval_shape(block_sum, first, None if weights is None else weights[:block])
+  reference = weights if weights is not None else jax.tree.leaves(per_client)[0]
+  total = match_vma(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), template), reference)
+  total = jax.lax.fori_loop(0, full, body, total)
+  if size > full * block:
+    tail = lambda a: a[full * block:]
+    total = jax.tree.map(jnp.add, total, block_sum(jax.tree.map(tail, per_client),
+                                                   None if weights is None else tail(weights)))
+  return total
+
+
+def _read_local(table: PyTree, ids: jax.Array) -> PyTree:
+  """Rows `ids` [k] of a table held whole on this device: leaves [k, ...]."""
+  return jax.tree.map(lambda a: jnp.take(a, ids, axis=0), table)
+
+
+def _read_split(table: PyTree, ids: jax.Array) -> PyTree:
+  """Rows `ids` [k] (global row numbers) of a table split by rows over the 'clients' axis.
+
+  Inside `shard_map`: device d holds rows [d * S, (d + 1) * S) of the table (leaves [S, ...]) and
+  asks for its own k ids. The ids of every device are gathered ([D, k] ints), each device fills the
+  slots it owns with its rows and zeros elsewhere ([D, k, ...]), and one `psum_scatter` hands device
+  d the sum of slot d over devices: exactly its rows (one owner each; the others add zeros). What
+  moves is D x k rows per step, never the table.
+  """
+  wanted = jax.lax.all_gather(ids, CLIENT_AXIS)  # [D, k]
+  me = jax.lax.axis_index(CLIENT_AXIS)
+
+  def read(a):
+    shard = a.shape[0]
+    local = wanted - me * shard
+    local = jnp.where((local >= 0) & (local < shard), local, shard)  # `shard` (out of range): not mine
+    rows = jnp.take(a, local, axis=0, mode='fill', fill_value=0)  # [D, k, ...]: zeros where not owned
+    return jax.lax.psum_scatter(rows, CLIENT_AXIS, scatter_dimension=0)
+
+  return jax.tree.map(read, table)
+
+
+def table_is_split(table: PyTree, mesh: Mesh | None) -> bool:
+  """Whether a `rows_by_id` table is split over the mesh's devices (else each device reads a whole copy).
+
+  Split when its row count is a multiple of the device count, as `shard_rows` places it: each device
+  then holds 1/D of the table and fetches other rows from their owners.
+  """
+  devices = num_mesh_clients(mesh)
+  return devices > 1 and cohort_size(table) % devices == 0
+
+
+def shard_rows(table: PyTree, mesh: Mesh | None) -> PyTree:
+  """A host table (leaves [K, ...], e.g. the population) on the mesh, split by rows.
+
+  Padded with zero rows to a multiple of the device count and placed with `P('clients')`, so each
+  device holds ceil(K / D) rows instead of a whole copy. Without a mesh, placed whole on the default
+  device. Callers that count rows (the cohort sampler) must be told K, since padding adds rows.
+  """
+  if mesh is None:
+    return jax.tree.map(jax.device_put, table)
+  devices = num_mesh_clients(mesh)
+
+  def pad(a):
+    a = np.asarray(a)
+    return np.concatenate([a, np.zeros(((-a.shape[0]) % devices,) + a.shape[1:], a.dtype)])
+
+  return jax.device_put(jax.tree.map(pad, table), NamedSharding(mesh, P(CLIENT_AXIS)))
 
 
 def _device_varying(tree: PyTree) -> PyTree:
@@ -259,6 +370,7 @@ def weighted_sum_clients(
     strategy: str = 'auto',
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    rows_by_id: tuple[PyTree, jax.Array] | None = None,
 ) -> PyTree:
   """Streams sum_i weights[i] * fn(shared, client_i) without materialising the [C, ...] stack.
 
@@ -268,23 +380,38 @@ def weighted_sum_clients(
   Args:
     fn, shared, per_client, strategy, chunk_size, mesh: as in `map_clients`.
     weights: [C] float32.
+    rows_by_id: optional (table, ids): a table of rows (leaves [K, ...], e.g. the population) and
+      the [C] int row of each client. Each client's row is read inside the client loop and `fn`
+      receives (row_i, per_client_i), so no [C, ...] copy of the rows is made. On a mesh, a table
+      whose K is a multiple of the device count is split over the devices (`shard_rows`: each holds
+      K / D rows and fetches the rows its clients need from their owners), otherwise every device
+      reads its own whole copy.
 
   Returns:
     pytree like one client's output, float32 leaves (replicated across devices).
   """
   strategy = resolve_strategy(strategy)
   weights = jnp.asarray(weights, jnp.float32)
+  table, per_client = (None, per_client) if rows_by_id is None else (rows_by_id[0], (rows_by_id[1], per_client))
   devices = num_mesh_clients(mesh)
   if devices == 1:
-    return _weighted_sum_local(fn, shared, per_client, weights, strategy, chunk_size)
+    read = None if table is None else functools.partial(_read_local, table)
+    return _weighted_sum_local(fn, shared, per_client, weights, strategy, chunk_size, read)
   padded, padded_weights = _pad_leading((per_client, weights), devices)
+  split = table is not None and table_is_split(table, mesh)
 
-  def body(shared, clients, w):
-    partial = _weighted_sum_local(fn, _device_varying(shared), clients, w, strategy, chunk_size)
+  def body(shared, clients, w, table):
+    shared = _device_varying(shared)
+    if split:
+      partial = _weighted_sum_fetched(fn, shared, clients, w, strategy, chunk_size, table)
+    else:
+      read = None if table is None else functools.partial(_read_local, table)
+      partial = _weighted_sum_local(fn, shared, clients, w, strategy, chunk_size, read)
     return jax.lax.psum(partial, CLIENT_AXIS)
 
-  return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(CLIENT_AXIS), P(CLIENT_AXIS)),
-                       out_specs=P())(shared, padded, padded_weights)
+  table_spec = P(CLIENT_AXIS) if split else P()
+  return jax.shard_map(body, mesh=mesh, in_specs=(P(), P(CLIENT_AXIS), P(CLIENT_AXIS), table_spec),
+                       out_specs=P())(shared, padded, padded_weights, table)
 
 
 def sum_clients(
@@ -294,6 +421,7 @@ def sum_clients(
     strategy: str = 'auto',
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
+    rows_by_id: tuple[PyTree, jax.Array] | None = None,
 ) -> PyTree:
   """Streams sum_i fn(shared, client_i) (float32) without materialising the [C, ...] stack.
 
@@ -302,16 +430,19 @@ def sum_clients(
   transform-and-aggregate client. Padding clients (multi-device) count 0.
 
   Args:
-    fn, shared, per_client, strategy, chunk_size, mesh: as in `map_clients`.
+    fn, shared, per_client, strategy, chunk_size, mesh, rows_by_id: as in `weighted_sum_clients`.
 
   Returns:
     pytree like one client's output, float32 leaves (replicated across devices).
   """
   strategy = resolve_strategy(strategy)
   if num_mesh_clients(mesh) == 1:
-    return _weighted_sum_local(fn, shared, per_client, None, strategy, chunk_size)
-  ones = jnp.ones((cohort_size(per_client),), jnp.float32)
-  return weighted_sum_clients(fn, shared, per_client, ones, strategy, chunk_size, mesh)
+    if rows_by_id is None:
+      return _weighted_sum_local(fn, shared, per_client, None, strategy, chunk_size)
+    read = functools.partial(_read_local, rows_by_id[0])
+    return _weighted_sum_local(fn, shared, (rows_by_id[1], per_client), None, strategy, chunk_size, read)
+  ones = jnp.ones((cohort_size(per_client if rows_by_id is None else rows_by_id[1]),), jnp.float32)
+  return weighted_sum_clients(fn, shared, per_client, ones, strategy, chunk_size, mesh, rows_by_id)
 
 
 def usable_cores() -> int:

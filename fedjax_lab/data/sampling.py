@@ -9,9 +9,10 @@ A round's `RoundInputs` come in two forms:
             the host loader). Whatever needs the whole cohort at once reads this.
   lazy      `data` is None and `population` holds the whole training set, leaves [K, M, ...]
             (`sample_round(..., gather=False)`); a client's rows are read by id inside the client
-            loop (`client_rows`), so no [C, M, ...] buffer exists and the round's memory does not
-            grow with C. `materialize` turns lazy inputs into gathered ones (one gather), so code that
-            needs gathered data calls it once and works with either form.
+            loop (`client_rows`, or `placement.sum_clients(..., rows_by_id=...)`, which also reads
+            from a population split over devices), so no [C, M, ...] buffer exists and the round's
+            memory does not grow with C. `materialize` turns lazy inputs into gathered ones (one
+            gather), so code that needs gathered data calls it once and works with either form.
 
 Two samplings (`config.sampling`), both drawn by `sample_cohort`:
 
@@ -250,6 +251,7 @@ def sample_round(
     gather: bool = True,
     sampling: str = 'fixed_size',
     capacity: int | None = None,
+    num_clients: int | None = None,
 ) -> RoundInputs:
   """Samples a cohort and gathers its data (one gather per array), or leaves it lazy.
 
@@ -263,12 +265,14 @@ def sample_round(
       `data`), for an algorithm that reads each client's rows inside its client loop. The cohort
       (ids, dropouts, Byzantine flags) is the same either way.
     sampling, capacity: as in `sample_cohort`.
+    num_clients: K, the clients that can be sampled (ids 0..K-1); default every row of `data`. A
+      population split over devices is padded with empty rows (`placement.shard_rows`), never sampled.
 
   Returns:
     RoundInputs with [C] (or [capacity]) leaves, gathered or lazy.
   """
-  cohort = sample_cohort(rng, data.num_examples.shape[0], clients_per_round, dropout_rate, byzantine,
-                         sampling, capacity)
+  num_clients = data.num_examples.shape[0] if num_clients is None else num_clients
+  cohort = sample_cohort(rng, num_clients, clients_per_round, dropout_rate, byzantine, sampling, capacity)
   if not gather:
     return RoundInputs(None, *cohort, population=data)
   return RoundInputs(gather_clients(data, cohort.client_ids), *cohort)

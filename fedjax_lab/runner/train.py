@@ -10,7 +10,13 @@ saves a checkpoint. Restarting with the same workdir resumes from the latest che
 random stream of round r is `fold_in(seed_key, r)`, so a resumed run equals an uninterrupted one.
 
 `config.data_placement` says where the training clients live:
-  'device'  (default) all of them on the device; a block of rounds is one scan, as above.
+  'device'  (default) all of them on the device(s); a block of rounds is one scan, as above. On a
+            mesh, an algorithm that reads each client's rows by id (`Algorithm.lazy_inputs`, FedAvg's
+            streaming round) gets the population split over the devices (`placement.shard_rows`: one
+            copy in all, each device fetching its clients' rows from their owners in blocks); any
+            other algorithm gets a whole copy on every device.
+  'replicated'  a whole copy of the population on every device whatever the algorithm: no fetches
+            (measured ~10 % faster per round on a 2-device CPU mesh at C = 1000), D times the memory.
   'host'    they stay in host memory (numpy or memmap, see `fedjax_lab.data.host`); each round's
             cohort is drawn with the same key (hence the same clients), gathered on the host and
             transferred by a background thread while the previous round computes, and one jitted
@@ -127,28 +133,37 @@ def evaluate_state(model: models_lib.Model, evaluates: str, state, x, y, mesh=No
   return metrics
 
 
+def population_is_split(algorithm, mesh, data_placement: str) -> bool:
+  """Whether the runner splits the training population over the mesh (see the module docstring)."""
+  return (data_placement == 'device' and placement_lib.num_mesh_clients(mesh) > 1 and algorithm.inputs == 'cohort'
+          and algorithm.lazy_inputs)
+
+
 def make_sampler(algorithm, train: FederatedData, clients_per_round: int, dropout_rate: float, byzantine,
-                 cohort_sampling: str, capacity: int) -> engine.Sampler:
-  """The sampler the algorithm declares (`Algorithm.inputs`) over device-resident training data."""
+                 cohort_sampling: str, capacity: int, num_clients: int | None = None) -> engine.Sampler:
+  """The sampler the algorithm declares (`Algorithm.inputs`) over device-resident training data.
+
+  num_clients: K when `train` is padded with empty clients (a population split over devices)."""
   if algorithm.inputs == 'every_client':
     return engine.every_client_sampler(train)
   if algorithm.inputs == 'arrivals':  # a simulated schedule (fedjax_lab/runner/simulated.py)
     return simulated.arrival_sampler(algorithm, train)
   if algorithm.inputs == 'cohort':
     return engine.cohort_sampler(train, clients_per_round, dropout_rate, byzantine, cohort_sampling, capacity,
-                                 gather=not algorithm.lazy_inputs)
+                                 gather=not algorithm.lazy_inputs, num_clients=num_clients)
   raise ValueError(f'Algorithm {algorithm.name!r} consumes {algorithm.inputs!r} inputs, which the runner cannot '
                    'draw from a federated data set.')
 
 
-DATA_PLACEMENTS = ('device', 'host')
+DATA_PLACEMENTS = ('device', 'replicated', 'host')
 
 
 def validate_data_placement(data_placement: str, prefetch_depth: int = 1) -> None:
   """Raises ValueError naming config.data_placement or config.prefetch_depth."""
   if data_placement not in DATA_PLACEMENTS:
     raise ValueError(f'config.data_placement={data_placement!r} is not a data placement; choose one of '
-                     f'{DATA_PLACEMENTS} (\'host\' keeps the training clients in host memory).')
+                     f'{DATA_PLACEMENTS} (\'host\' keeps the training clients in host memory, \'replicated\' '
+                     'puts a whole copy on every device).')
   if int(prefetch_depth) != prefetch_depth or prefetch_depth < 0:
     raise ValueError(f'config.prefetch_depth={prefetch_depth} must be an integer >= 0 (rounds prepared ahead '
                      'in host mode; 0 = no prefetch).')
@@ -281,7 +296,13 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
   replicated = NamedSharding(mesh, P()) if mesh is not None else None
   put = lambda a: jax.device_put(np.asarray(a), replicated)
   host_data = data_placement == 'host'
-  data = None if host_data else FederatedData(*(put(a) for a in train))
+  split_population = population_is_split(algorithm, mesh, data_placement)
+  if host_data:
+    data = None
+  elif split_population:  # each device holds ceil(K / D) clients; padding clients are never sampled
+    data = placement_lib.shard_rows(train, mesh)
+  else:
+    data = FederatedData(*(put(a) for a in train))
   test_x, test_y = put(dataset.test_x), put(dataset.test_y)
   attack = config.get('attack') or ml_collections.ConfigDict({'name': 'none'})
   byzantine = put(sampling.byzantine_mask(train.num_clients, attack.get('fraction', 0.0) if attack.get(
@@ -367,7 +388,7 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
       prefetcher = host_lib.Prefetcher(loader, range(start_round, rounds), depth=int(config.get('prefetch_depth', 1)))
     else:
       sampler = make_sampler(algorithm, data, config.clients_per_round, config.get('dropout_rate', 0.0), byzantine,
-                             cohort_sampling, cohort_size)
+                             cohort_sampling, cohort_size, num_clients=train.num_clients)
     while round_index < rounds:
       if stop is not None and stop.is_set():
         if saved_round != round_index:
@@ -416,6 +437,7 @@ def _train(config, workdir, stop, dataset, model, mesh, algorithm, cohort_sampli
       'placement': placement_lib.resolve_strategy(config.get('placement', 'auto')),
       'num_params': models_lib.num_params(state.params),
       'data_placement': data_placement,
+      'population_split_over_devices': split_population,
       'sampling': cohort_sampling,
       'cohort_size': cohort_size,
       'empty_rounds': totals['empty_rounds'],

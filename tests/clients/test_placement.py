@@ -152,3 +152,59 @@ def test_weight_zero_client_with_nan_output_adds_nothing():
   for strategy in ('vmap', 'scan', 'chunked'):
     out = placement.weighted_sum_clients(_fn, shared, (x, s), weights, strategy, chunk_size=4)
     assert np.all(np.isfinite(out['g'])), strategy
+
+
+# ----------------------------------------------------------------------------- rows read by id
+
+
+def _table_inputs(num_rows=13, cohort=9):
+  rng = np.random.default_rng(1)
+  table = {'x': rng.normal(size=(num_rows, 3, 4)).astype(np.float32),
+           'y': rng.integers(-5, 5, size=(num_rows, 3)).astype(np.int32)}
+  ids = jnp.asarray(rng.choice(num_rows, size=cohort, replace=False), jnp.int32)
+  scale = jnp.asarray(rng.uniform(size=(cohort,)), jnp.float32)
+  return table, ids, scale
+
+
+def _row_fn(shared, client):
+  row, scale = client
+  return _fn(shared, (row['x'] + row['y'][:, None].astype(jnp.float32), scale))
+
+
+@pytest.mark.parametrize('strategy', ['scan', 'chunked', 'vmap'])
+@pytest.mark.parametrize('devices, block_bytes', [(1, None), (4, None), (4, 1), (3, 300), (8, 1)])
+def test_rows_by_id_equal_a_numpy_reference(monkeypatch, strategy, devices, block_bytes):
+  # The table is split over the devices (13 rows: padded to a multiple of D), each device's clients
+  # live mostly on other devices, and a tiny fetch block forces several fetches plus a remainder.
+  if block_bytes is not None:
+    monkeypatch.setattr(placement, 'FETCH_BLOCK_BYTES', block_bytes)
+  table, ids, scale = _table_inputs()
+  mesh = placement.client_mesh(devices)
+  placed = placement.shard_rows(table, mesh)
+  assert placement.table_is_split(placed, mesh) == (devices > 1)
+  if devices > 1:
+    rows_per_device = -(-13 // devices)
+    assert {s.data.shape[0] for s in placed['x'].addressable_shards} == {rows_per_device}
+  shared = _inputs()[0]
+  run = jax.jit(lambda s, t, i, c: placement.weighted_sum_clients(_row_fn, s, c, c, strategy, 2, mesh,
+                                                                   rows_by_id=(t, i)))
+  out = run(shared, placed, ids, scale)
+  # Reference: each client's row picked with numpy, then the plain weighted sum.
+  x = table['x'][np.asarray(ids)] + table['y'][np.asarray(ids)][:, :, None]
+  ref = _reference(shared, (jnp.asarray(x), scale))
+  np.testing.assert_allclose(out['g'], np.einsum('c,c...->...', scale, ref['g']), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out['s'], np.dot(scale, ref['s']), rtol=1e-5, atol=1e-6)
+  unweighted = jax.jit(lambda s, t, i, c: placement.sum_clients(_row_fn, s, c, strategy, 2, mesh,
+                                                                rows_by_id=(t, i)))(shared, placed, ids, scale)
+  np.testing.assert_allclose(unweighted['s'], np.sum(ref['s']), rtol=1e-5, atol=1e-6)
+
+
+def test_a_table_that_does_not_divide_the_devices_is_read_whole_on_each():
+  table, ids, scale = _table_inputs()
+  mesh = placement.client_mesh(4)
+  assert not placement.table_is_split(table, mesh)  # 13 rows on 4 devices: every device reads its copy
+  shared = _inputs()[0]
+  whole = placement.weighted_sum_clients(_row_fn, shared, scale, scale, 'scan', None, mesh, rows_by_id=(table, ids))
+  split = placement.weighted_sum_clients(_row_fn, shared, scale, scale, 'scan', None, mesh,
+                                         rows_by_id=(placement.shard_rows(table, mesh), ids))
+  jax.tree.map(np.testing.assert_array_equal, whole, split)

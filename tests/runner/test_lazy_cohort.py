@@ -16,6 +16,7 @@ import pytest
 from configs import dp_fedavg_digits
 from fedjax_lab import aggregators, engine, runner
 from fedjax_lab.algorithms.fedavg import fedavg
+from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import FederatedData
 from fedjax_lab.models import models
 from fedjax_lab.runner import builders, train
@@ -114,3 +115,41 @@ def test_lazy_round_memory_is_flat_in_the_cohort_and_the_gathered_one_grows(plac
   # The gathered cohort is 500 x 8 x (16 + 1) x 4 bytes = 272 KB at C = 500: it shows.
   assert gathered_large - gathered_small > 200_000, (gathered_small, gathered_large)
   assert gathered_large > 1.5 * large, (large, gathered_large)
+
+
+def test_population_split_over_devices_equals_a_copy_on_each(tmp_path):
+  # 3 devices do not divide the digits population: it is padded with empty clients, never sampled.
+  common = dict(rounds=3, eval_every=1, dropout_rate=0.25, clients_per_round=7, num_devices=3)
+  split = runner.run(_digits_config(data_placement='device', **common), str(tmp_path / 'split'))
+  whole = runner.run(_digits_config(data_placement='replicated', **common), str(tmp_path / 'whole'))
+  assert split['population_split_over_devices'] and not whole['population_split_over_devices']
+  rows = lambda name: [{k: v for k, v in json.loads(line).items() if k != 'seconds'}
+                       for line in open(tmp_path / name / 'metrics.jsonl')]
+  assert rows('split') == rows('whole')
+  jax.tree.map(np.testing.assert_array_equal, split['params'], whole['params'])
+  stacked = runner.run(_digits_config(**{'aggregator.name': 'median', **common}), str(tmp_path / 'stacked'))
+  assert not stacked['population_split_over_devices']  # a gathered cohort reads a whole copy
+
+
+def test_split_population_round_memory_is_flat_in_the_cohort(monkeypatch):
+  # Rows are fetched in blocks of D x block rows <= FETCH_BLOCK_BYTES: 4 x 4 rows of 576 bytes here,
+  # so both cohorts (10 and 100 clients per device) run past one block.
+  monkeypatch.setattr(placement_lib, 'FETCH_BLOCK_BYTES', 4 * 4 * 576)
+  mesh = placement_lib.client_mesh(4)
+  model = models.mlp((16,), 3, hidden=(64, 64))
+  algorithm = fedavg(model, optax.sgd(0.1), optax.sgd(1.0), 1, 4, 8, placement='scan', mesh=mesh)
+  num_clients = 1002  # not a multiple of 4: padded to 1004
+  host = FederatedData(np.zeros((num_clients, 8, 16), np.float32), np.zeros((num_clients, 8), np.int32),
+                       np.full((num_clients,), 8, np.int32))
+  population = placement_lib.shard_rows(host, mesh)
+  assert population.x.addressable_shards[0].data.shape == (251, 8, 16)
+  state = jax.device_put(algorithm.init(model.init(jax.random.key(0))),
+                         jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+  def temp_bytes(cohort):
+    sampler = engine.cohort_sampler(population, cohort, gather=False, num_clients=num_clients)
+    lowered = engine.lower_rounds(algorithm, sampler, state, jax.random.key(1), 1)
+    return lowered.compile().memory_analysis().temp_size_in_bytes
+
+  small, large = temp_bytes(40), temp_bytes(400)
+  assert large <= 1.2 * small, (small, large)

@@ -98,7 +98,7 @@ def _worker() -> dict:
   from fedjax_lab import engine  # pylint: disable=g-import-not-at-top
   from fedjax_lab.algorithms.fedavg import fedavg  # pylint: disable=g-import-not-at-top
   from fedjax_lab.clients import placement  # pylint: disable=g-import-not-at-top
-  from fedjax_lab.data import FederatedData  # pylint: disable=g-import-not-at-top
+  from fedjax_lab.data import FederatedData, SplitFederatedData  # pylint: disable=g-import-not-at-top
   from fedjax_lab.models import models  # pylint: disable=g-import-not-at-top
 
   mesh = placement.client_mesh(_DEVICES.value)
@@ -137,7 +137,8 @@ def _worker() -> dict:
                          placement='scan', mesh=mesh)
       if inputs == 'gathered':
         algorithm = algorithm._replace(lazy_inputs=False)
-      data = placement.shard_rows(host, mesh) if inputs == 'lazy' else jax.device_put(host, replicated)
+      data = (SplitFederatedData(*placement.shard_rows(host, mesh)) if inputs == 'lazy'
+              else jax.device_put(host, replicated))
       sampler = engine.cohort_sampler(data, cohort, gather=not algorithm.lazy_inputs, num_clients=num_clients)
       state = jax.device_put(algorithm.init(params), replicated)
       base_key = jax.random.key(1)

@@ -39,7 +39,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.chunk_size = 0
   config.memory_budget_mb = 0.0  # with placement='chunked' and chunk_size=0: pick the chunk from this budget
   config.num_devices = 0  # 0: every usable core on CPU (one device each), every device on an accelerator
-  config.data_placement = 'device'  # 'host': clients stay in host memory, cohorts prefetched
+  # 'device': on the device(s), a copy per device while they fit ('replicated'), else 1/D each ('split');
+  # 'host': clients stay in host memory, cohorts prefetched.
+  config.data_placement = 'device'
   config.prefetch_depth = 1
 
   # Optional sections; each builder's arguments can be added as fields (`--config.dp.clip_norm=1`).

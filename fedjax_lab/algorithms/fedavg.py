@@ -54,6 +54,7 @@ from fedjax_lab.algorithms.base import Algorithm, ServerState
 from fedjax_lab.clients import local as local_lib
 from fedjax_lab.clients import placement as placement_lib
 from fedjax_lab.data import sampling
+from fedjax_lab.data.federated import SplitFederatedData
 from fedjax_lab.data.sampling import RoundInputs
 from fedjax_lab.models import models as models_lib
 from fedjax_lab.transforms.base import ClientContext, RoundContext, Transform, make_context
@@ -332,8 +333,9 @@ def fedavg(
       cohort = (inputs.client_ids, inputs.participation, inputs.byzantine)
       shared = (state.params, lr_scale, train_key, transform_key, state.round)
       if inputs.is_lazy:
+        split = isinstance(inputs.population, SplitFederatedData)
         sums = placement_lib.sum_clients(streamed_client, shared, cohort, placement, chunk_size, mesh,
-                                         rows_by_id=(inputs.population, inputs.client_ids))
+                                         rows_by_id=(inputs.population, inputs.client_ids), rows_split=split)
       else:
         sums = placement_lib.sum_clients(streamed_client, shared, (data, cohort), placement, chunk_size, mesh)
       update, aggregator_state, transform_state = server.reduce_streamed(sums['update'], sums['sum_weight'], state,

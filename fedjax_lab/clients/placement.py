@@ -22,6 +22,13 @@ evenly is padded with zero clients (weight 0), which are dropped from stacked ou
 device on an accelerator (`default_num_devices`); `fedjax_lab.runtime.devices.use_all_cores` creates
 one CPU device per core before JAX starts.
 
+Rows read by id (`rows_by_id=(table, ids)` of the streaming sums): each client's rows come from a table
+(the population, leaves [K, ...]) inside the client loop, never as a [C, ...] copy. On a mesh the table is
+either whole on every device (one copy per device: on CPU, D copies in the same RAM) or split by rows
+(`shard_rows`, `rows_split=True`: K / D rows per device); a split table is read in blocks of clients, each
+block's rows fetched from their owners with one `psum_scatter` (D x block rows of traffic per device,
+D x block rows ~ FETCH_BLOCK_BYTES of memory). Both give the same numbers bit for bit.
+
 Streaming sums (`weighted_sum_clients`, `sum_clients`) never build the [C, ...] stack: 'scan' and
 'chunked' read each chunk in place inside the loop and add the remainder as one smaller chunk, so
 XLA's temporary memory is one client's (one chunk's) whatever C is. `chunk_size_for_budget` and
@@ -112,15 +119,16 @@ class Placement(NamedTuple):
     return map_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh)
 
   def weighted_sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree,
-                           weights: jax.Array, rows_by_id: tuple[PyTree, jax.Array] | None = None) -> PyTree:
+                           weights: jax.Array, rows_by_id: tuple[PyTree, jax.Array] | None = None,
+                           rows_split: bool = False) -> PyTree:
     """`weighted_sum_clients` with this placement."""
     return weighted_sum_clients(fn, shared, per_client, weights, self.strategy, self.chunk_size, self.mesh,
-                                rows_by_id)
+                                rows_by_id, rows_split)
 
   def sum_clients(self, fn: Callable[[PyTree, PyTree], PyTree], shared: PyTree, per_client: PyTree,
-                  rows_by_id: tuple[PyTree, jax.Array] | None = None) -> PyTree:
+                  rows_by_id: tuple[PyTree, jax.Array] | None = None, rows_split: bool = False) -> PyTree:
     """`sum_clients` with this placement."""
-    return sum_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh, rows_by_id)
+    return sum_clients(fn, shared, per_client, self.strategy, self.chunk_size, self.mesh, rows_by_id, rows_split)
 
   @property
   def num_devices(self) -> int:
@@ -293,22 +301,13 @@ def _read_split(table: PyTree, ids: jax.Array) -> PyTree:
   return jax.tree.map(read, table)
 
 
-def table_is_split(table: PyTree, mesh: Mesh | None) -> bool:
-  """Whether a `rows_by_id` table is split over the mesh's devices (else each device reads a whole copy).
-
-  Split when its row count is a multiple of the device count, as `shard_rows` places it: each device
-  then holds 1/D of the table and fetches other rows from their owners.
-  """
-  devices = num_mesh_clients(mesh)
-  return devices > 1 and cohort_size(table) % devices == 0
-
-
 def shard_rows(table: PyTree, mesh: Mesh | None) -> PyTree:
   """A host table (leaves [K, ...], e.g. the population) on the mesh, split by rows.
 
   Padded with zero rows to a multiple of the device count and placed with `P('clients')`, so each
-  device holds ceil(K / D) rows instead of a whole copy. Without a mesh, placed whole on the default
-  device. Callers that count rows (the cohort sampler) must be told K, since padding adds rows.
+  device holds ceil(K / D) rows instead of a whole copy; read it with `rows_split=True`. Without a
+  mesh, placed whole on the default device. Callers that count rows (the cohort sampler) must be told
+  K, since padding adds rows.
   """
   if mesh is None:
     return jax.tree.map(jax.device_put, table)
@@ -371,6 +370,7 @@ def weighted_sum_clients(
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
     rows_by_id: tuple[PyTree, jax.Array] | None = None,
+    rows_split: bool = False,
 ) -> PyTree:
   """Streams sum_i weights[i] * fn(shared, client_i) without materialising the [C, ...] stack.
 
@@ -382,10 +382,11 @@ def weighted_sum_clients(
     weights: [C] float32.
     rows_by_id: optional (table, ids): a table of rows (leaves [K, ...], e.g. the population) and
       the [C] int row of each client. Each client's row is read inside the client loop and `fn`
-      receives (row_i, per_client_i), so no [C, ...] copy of the rows is made. On a mesh, a table
-      whose K is a multiple of the device count is split over the devices (`shard_rows`: each holds
-      K / D rows and fetches the rows its clients need from their owners), otherwise every device
-      reads its own whole copy.
+      receives (row_i, per_client_i), so no [C, ...] copy of the rows is made.
+    rows_split: on a mesh, whether the table is split over the devices by rows (`shard_rows`: each
+      holds K / D rows and fetches the rows its clients need from their owners) rather than whole on
+      every device. Either way gives the same numbers; say how the table is placed, or XLA moves it
+      to match every round.
 
   Returns:
     pytree like one client's output, float32 leaves (replicated across devices).
@@ -398,7 +399,10 @@ def weighted_sum_clients(
     read = None if table is None else functools.partial(_read_local, table)
     return _weighted_sum_local(fn, shared, per_client, weights, strategy, chunk_size, read)
   padded, padded_weights = _pad_leading((per_client, weights), devices)
-  split = table is not None and table_is_split(table, mesh)
+  split = table is not None and rows_split
+  if split and cohort_size(table) % devices:
+    raise ValueError(f'A table split over {devices} devices needs a multiple of {devices} rows, not '
+                     f'{cohort_size(table)}: place it with placement.shard_rows.')
 
   def body(shared, clients, w, table):
     shared = _device_varying(shared)
@@ -422,6 +426,7 @@ def sum_clients(
     chunk_size: int | None = None,
     mesh: Mesh | None = None,
     rows_by_id: tuple[PyTree, jax.Array] | None = None,
+    rows_split: bool = False,
 ) -> PyTree:
   """Streams sum_i fn(shared, client_i) (float32) without materialising the [C, ...] stack.
 
@@ -430,7 +435,8 @@ def sum_clients(
   transform-and-aggregate client. Padding clients (multi-device) count 0.
 
   Args:
-    fn, shared, per_client, strategy, chunk_size, mesh, rows_by_id: as in `weighted_sum_clients`.
+    fn, shared, per_client, strategy, chunk_size, mesh, rows_by_id, rows_split: as in
+      `weighted_sum_clients`.
 
   Returns:
     pytree like one client's output, float32 leaves (replicated across devices).
@@ -442,7 +448,7 @@ def sum_clients(
     read = functools.partial(_read_local, rows_by_id[0])
     return _weighted_sum_local(fn, shared, (rows_by_id[1], per_client), None, strategy, chunk_size, read)
   ones = jnp.ones((cohort_size(per_client if rows_by_id is None else rows_by_id[1]),), jnp.float32)
-  return weighted_sum_clients(fn, shared, per_client, ones, strategy, chunk_size, mesh, rows_by_id)
+  return weighted_sum_clients(fn, shared, per_client, ones, strategy, chunk_size, mesh, rows_by_id, rows_split)
 
 
 def usable_cores() -> int:

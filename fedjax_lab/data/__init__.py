@@ -1,7 +1,7 @@
 """Federated data: padded client arrays, partitioners, built-in data sets and file loaders."""
 
-from fedjax_lab.data.federated import (FederatedData, example_mask, gather_clients, pack_clients, pad_clients,
-                                       to_device, unpack_clients)
+from fedjax_lab.data.federated import (FederatedData, SplitFederatedData, example_mask, gather_clients, pack_clients,
+                                       pad_clients, to_device, unpack_clients)
 from fedjax_lab.data.sampling import (SAMPLINGS, Cohort, RoundInputs, byzantine_mask, client_rows, cohort_capacity,
                                       cohort_num_examples, materialize, poisson_capacity, poisson_cohort,
                                       sample_client_ids, sample_cohort, sample_round, validate_cohort_sampling,

@@ -45,6 +45,14 @@ class FederatedData(NamedTuple):
     return example_mask(self.num_examples, self.max_examples)
 
 
+class SplitFederatedData(FederatedData):
+  """A FederatedData split by clients over a mesh (`placement.shard_rows`), padded with empty clients
+  to a multiple of the device count. The type is the record of that placement: a client loop reading
+  rows by id from it fetches them from their owners (`placement.sum_clients(rows_split=True)`)."""
+
+  __slots__ = ()
+
+
 class FederatedDataset(NamedTuple):
   """A federated training set with a centralized test set.
 

@@ -16,8 +16,8 @@ is a complete example):
     simulated time (examples x epochs x seconds_per_example x log-normal speed) exceeds it drop out
     placement='chunked' with chunk_size=0 and memory_budget_mb=N picks the largest chunk whose
     compiled round needs at most N MiB of XLA temporary memory (`choose_chunk_size`).
-  config.data_placement ('device' | 'host'), config.prefetch_depth: where the training clients live
-    (see fedjax_lab/runner/train.py and fedjax_lab/data/host.py)
+  config.data_placement ('device' | 'replicated' | 'split' | 'host'), config.prefetch_depth: where the
+    training clients live (see fedjax_lab/runner/train.py and fedjax_lab/data/host.py)
   config.data:       name + keyword arguments of `fedjax_lab.data.datasets.load_dataset`
   config.model:      name (+ hidden, ... keyword arguments of the model builder)
   config.algorithm:  name (ALGORITHMS) and the fields of its builder below: client_lr, local_epochs,

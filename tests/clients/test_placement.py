@@ -181,30 +181,31 @@ def test_rows_by_id_equal_a_numpy_reference(monkeypatch, strategy, devices, bloc
   table, ids, scale = _table_inputs()
   mesh = placement.client_mesh(devices)
   placed = placement.shard_rows(table, mesh)
-  assert placement.table_is_split(placed, mesh) == (devices > 1)
   if devices > 1:
     rows_per_device = -(-13 // devices)
     assert {s.data.shape[0] for s in placed['x'].addressable_shards} == {rows_per_device}
   shared = _inputs()[0]
   run = jax.jit(lambda s, t, i, c: placement.weighted_sum_clients(_row_fn, s, c, c, strategy, 2, mesh,
-                                                                   rows_by_id=(t, i)))
+                                                                   rows_by_id=(t, i), rows_split=devices > 1))
   out = run(shared, placed, ids, scale)
   # Reference: each client's row picked with numpy, then the plain weighted sum.
   x = table['x'][np.asarray(ids)] + table['y'][np.asarray(ids)][:, :, None]
   ref = _reference(shared, (jnp.asarray(x), scale))
   np.testing.assert_allclose(out['g'], np.einsum('c,c...->...', scale, ref['g']), rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out['s'], np.dot(scale, ref['s']), rtol=1e-5, atol=1e-6)
-  unweighted = jax.jit(lambda s, t, i, c: placement.sum_clients(_row_fn, s, c, strategy, 2, mesh,
-                                                                rows_by_id=(t, i)))(shared, placed, ids, scale)
+  unweighted = jax.jit(lambda s, t, i, c: placement.sum_clients(
+      _row_fn, s, c, strategy, 2, mesh, rows_by_id=(t, i), rows_split=devices > 1))(shared, placed, ids, scale)
   np.testing.assert_allclose(unweighted['s'], np.sum(ref['s']), rtol=1e-5, atol=1e-6)
 
 
-def test_a_table_that_does_not_divide_the_devices_is_read_whole_on_each():
+def test_a_whole_table_and_a_split_one_give_the_same_sums_and_a_bad_split_is_refused():
   table, ids, scale = _table_inputs()
   mesh = placement.client_mesh(4)
-  assert not placement.table_is_split(table, mesh)  # 13 rows on 4 devices: every device reads its copy
   shared = _inputs()[0]
   whole = placement.weighted_sum_clients(_row_fn, shared, scale, scale, 'scan', None, mesh, rows_by_id=(table, ids))
   split = placement.weighted_sum_clients(_row_fn, shared, scale, scale, 'scan', None, mesh,
-                                         rows_by_id=(placement.shard_rows(table, mesh), ids))
+                                         rows_by_id=(placement.shard_rows(table, mesh), ids), rows_split=True)
   jax.tree.map(np.testing.assert_array_equal, whole, split)
+  with pytest.raises(ValueError, match='multiple of 4 rows, not 13.*shard_rows'):
+    placement.weighted_sum_clients(_row_fn, shared, scale, scale, 'scan', None, mesh, rows_by_id=(table, ids),
+                                   rows_split=True)

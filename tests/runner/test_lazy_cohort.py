@@ -17,7 +17,7 @@ from configs import dp_fedavg_digits
 from fedjax_lab import aggregators, engine, runner
 from fedjax_lab.algorithms.fedavg import fedavg
 from fedjax_lab.clients import placement as placement_lib
-from fedjax_lab.data import FederatedData
+from fedjax_lab.data import FederatedData, SplitFederatedData
 from fedjax_lab.models import models
 from fedjax_lab.runner import builders, train
 from tests.runner.test_run import _digits_config
@@ -117,18 +117,28 @@ def test_lazy_round_memory_is_flat_in_the_cohort_and_the_gathered_one_grows(plac
   assert gathered_large > 1.5 * large, (large, gathered_large)
 
 
-def test_population_split_over_devices_equals_a_copy_on_each(tmp_path):
+def test_population_split_over_devices_equals_a_copy_on_each(tmp_path, monkeypatch):
   # 3 devices do not divide the digits population: it is padded with empty clients, never sampled.
   common = dict(rounds=3, eval_every=1, dropout_rate=0.25, clients_per_round=7, num_devices=3)
-  split = runner.run(_digits_config(data_placement='device', **common), str(tmp_path / 'split'))
+  split = runner.run(_digits_config(data_placement='split', **common), str(tmp_path / 'split'))
   whole = runner.run(_digits_config(data_placement='replicated', **common), str(tmp_path / 'whole'))
   assert split['population_split_over_devices'] and not whole['population_split_over_devices']
   rows = lambda name: [{k: v for k, v in json.loads(line).items() if k != 'seconds'}
                        for line in open(tmp_path / name / 'metrics.jsonl')]
   assert rows('split') == rows('whole')
   jax.tree.map(np.testing.assert_array_equal, split['params'], whole['params'])
+  # 'device' replicates while D copies fit in REPLICATE_MEMORY_FRACTION of the memory, and splits beyond.
+  auto = runner.run(_digits_config(**common), str(tmp_path / 'auto'))
+  assert not auto['population_split_over_devices']
+  monkeypatch.setattr(train, 'REPLICATE_MEMORY_FRACTION', 0.0)
+  auto = runner.run(_digits_config(**common), str(tmp_path / 'auto_small_memory'))
+  assert auto['population_split_over_devices']
   stacked = runner.run(_digits_config(**{'aggregator.name': 'median', **common}), str(tmp_path / 'stacked'))
   assert not stacked['population_split_over_devices']  # a gathered cohort reads a whole copy
+  with pytest.raises(ValueError, match="data_placement='split' needs an algorithm that reads"):
+    runner.run(_digits_config(data_placement='split', **{'aggregator.name': 'median', **common}),
+               str(tmp_path / 'refused'))
+  assert not (tmp_path / 'refused').exists()
 
 
 def test_split_population_round_memory_is_flat_in_the_cohort(monkeypatch):
@@ -141,7 +151,7 @@ def test_split_population_round_memory_is_flat_in_the_cohort(monkeypatch):
   num_clients = 1002  # not a multiple of 4: padded to 1004
   host = FederatedData(np.zeros((num_clients, 8, 16), np.float32), np.zeros((num_clients, 8), np.int32),
                        np.full((num_clients,), 8, np.int32))
-  population = placement_lib.shard_rows(host, mesh)
+  population = SplitFederatedData(*placement_lib.shard_rows(host, mesh))
   assert population.x.addressable_shards[0].data.shape == (251, 8, 16)
   state = jax.device_put(algorithm.init(model.init(jax.random.key(0))),
                          jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))

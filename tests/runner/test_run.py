@@ -117,7 +117,7 @@ def test_divergence_names_round_and_metric(tmp_path, data_placement):
     ({'placement': 'pmap'}, 'config.placement'),
     ({'rounds': 0}, 'config.rounds'),
     ({'dropout_rate': 1.0}, 'dropout_rate'),
-    ({'data_placement': 'gpu'}, r"config.data_placement='gpu'.*'device', 'replicated', 'host'"),
+    ({'data_placement': 'gpu'}, r"config.data_placement='gpu'.*'device', 'replicated', 'split', 'host'"),
     ({'prefetch_depth': -1}, 'config.prefetch_depth'),
 ])
 def test_bad_config_fails_early_with_the_field(tmp_path, override, message):

@@ -35,13 +35,14 @@ def main(argv=None):
   fig, ax = plt.subplots(figsize=(5.2, 3.8))
   for i, m in enumerate(cohorts):
     rows = [r for r in results['rows'] if r['clients_per_round'] == m]
-    private = sorted((r for r in rows if r['target_epsilon'] is not None), key=lambda r: r['epsilon'])
+    # Noisy runs, whether sigma was calibrated to a target epsilon or given; noiseless ones are the baseline.
+    private = sorted((r for r in rows if r['noise_multiplier'] > 0), key=lambda r: r['epsilon'])
     ax.plot([r['epsilon'] for r in private], [r['test_accuracy'] for r in private], 'o-', color=f'C{i}',
             label=f'm = {m} (q = {m / results["num_clients"]:.3f})')
     for r in private:
       ax.annotate(f"σ={r['noise_multiplier']:.2g}", (r['epsilon'], r['test_accuracy']), fontsize=5.5,
                   xytext=(4, (-10, 3, 10)[i % 3]), textcoords='offset points', color=f'C{i}')
-    clipped = [r for r in rows if r['target_epsilon'] is None]
+    clipped = [r for r in rows if r['noise_multiplier'] == 0]
     if clipped:
       ax.axhline(clipped[0]['test_accuracy'], color=f'C{i}', ls=':', lw=1)
   ax.set_xscale('log')

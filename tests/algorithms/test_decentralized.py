@@ -416,20 +416,3 @@ def test_bad_topology_and_data_raise():
   data, _ = least_squares(num_nodes=8)
   with pytest.raises(ValueError, match='8 clients but the topology has 6 nodes'):
     algorithm.step(algorithm.init(zeros_like_model(model)), engine.every_client_inputs(data), jax.random.key(0))
-
-
-@pytest.mark.slow
-def test_studies_and_figures_smoke(tmp_path):
-  # Every decentralized study config (smoke) runs through the runner, and its figure script reads the workdir.
-  import importlib
-  from fedjax_lab.runner import run
-  for study in ('topologies', 'scaling', 'disconnected', 'tracking'):
-    config = importlib.import_module(f'configs.gossip_{study}').get_config('smoke')
-    workdir = str(tmp_path / study)
-    with warnings.catch_warnings():
-      warnings.simplefilter('ignore', RuntimeWarning)  # the disconnected study warns on purpose
-      run(config, workdir)
-    figure = importlib.import_module(f'experiments.figures.gossip_{study}')
-    figure.main(['--workdir', workdir, '--outdir', str(tmp_path / 'figures')])
-    assert (tmp_path / 'figures' / f'gossip_{study}.png').exists()
-    assert (tmp_path / 'figures' / f'gossip_{study}.pdf').exists()

@@ -1,7 +1,8 @@
 """Every config in configs/ runs as `:smoke` through the runner (experiments.run's path), found by globbing.
 
 A sweep config writes sweep.json and one workdir per run; a task config writes result.json; a
-training config writes metrics.jsonl. One subprocess test runs `python -m experiments.run` on a sweep
+training config writes metrics.jsonl. Every figure script that names the config in its docstring then
+renders from that workdir. One subprocess test runs `python -m experiments.run` on a sweep
 and re-runs it: the second run skips the finished runs.
 """
 
@@ -9,6 +10,7 @@ import glob
 import importlib
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -25,6 +27,22 @@ CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, 
 
 def _smoke(name):
   return importlib.import_module(f'configs.{name}').get_config('smoke')
+
+
+def _figures_of(config_name: str) -> list[str]:
+  """Figure scripts whose docstring runs this config with its default variant (`--config=configs/X.py `)."""
+  pattern = re.compile(r'--config=configs/' + re.escape(config_name) + r'\.py\s')
+  names = []
+  for path in sorted(glob.glob(os.path.join(ROOT, 'experiments', 'figures', '[!_]*.py'))):
+    with open(path) as f:
+      if pattern.search(f.read()):
+        names.append(os.path.basename(path)[:-3])
+  return names
+
+
+def test_every_gossip_config_has_its_figure():
+  for study in ('topologies', 'scaling', 'disconnected', 'tracking'):
+    assert _figures_of(f'gossip_{study}') == [f'gossip_{study}']
 
 
 def test_every_config_is_found():
@@ -48,6 +66,13 @@ def test_config_smoke_runs_through_the_runner(name, tmp_path):
     assert os.path.exists(tmp_path / 'result.json')
   else:
     assert summary['final']['round'] == config.rounds
+  # The figure scripts read the workdir the run wrote.
+  for figure in _figures_of(name):
+    outdir = tmp_path / 'figures'
+    importlib.import_module(f'experiments.figures.{figure}').main(['--workdir', str(tmp_path), '--outdir',
+                                                                   str(outdir)])
+    for ext in ('png', 'pdf'):
+      assert os.path.getsize(outdir / f'{figure}.{ext}') > 1000, (figure, ext)
 
 
 def test_sweep_resumes_run_by_run_from_the_command_line(tmp_path):

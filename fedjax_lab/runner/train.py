@@ -151,8 +151,24 @@ def population_is_split(algorithm, mesh, data_placement: str, population_bytes: 
     return False
   if data_placement == 'split':
     return True
+  split = devices * population_bytes > REPLICATE_MEMORY_FRACTION * usable_memory_bytes()
+  logging.info("config.data_placement='device': the population (%.1f MiB) is %s over %d devices.",
+               population_bytes / 2 ** 20, 'split' if split else 'replicated', devices)
+  return split
+
+
+def usable_memory_bytes() -> int:
+  """The memory this process may use: the machine's, or a container's cgroup limit when lower."""
   memory = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  return devices * population_bytes > REPLICATE_MEMORY_FRACTION * memory
+  for limit_file in ('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'):
+    try:
+      with open(limit_file) as f:
+        limit = f.read().strip()
+    except OSError:
+      continue
+    if limit.isdigit():
+      memory = min(memory, int(limit))
+  return memory
 
 
 def make_sampler(algorithm, train: FederatedData, clients_per_round: int, dropout_rate: float, byzantine,

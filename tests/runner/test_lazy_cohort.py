@@ -6,6 +6,7 @@ the runner gathers the [C, M, ...] cohort first, as it did before.
 """
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
@@ -128,6 +129,8 @@ def test_population_split_over_devices_equals_a_copy_on_each(tmp_path, monkeypat
   assert rows('split') == rows('whole')
   jax.tree.map(np.testing.assert_array_equal, split['params'], whole['params'])
   # 'device' replicates while D copies fit in REPLICATE_MEMORY_FRACTION of the memory, and splits beyond.
+  physical = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  assert 0 < train.usable_memory_bytes() <= physical  # a container's cgroup limit counts when lower
   auto = runner.run(_digits_config(**common), str(tmp_path / 'auto'))
   assert not auto['population_split_over_devices']
   monkeypatch.setattr(train, 'REPLICATE_MEMORY_FRACTION', 0.0)

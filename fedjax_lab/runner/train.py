@@ -15,11 +15,12 @@ random stream of round r is `fold_in(seed_key, r)`, so a resumed run equals an u
             REPLICATE_MEMORY_FRACTION of the machine's memory, else 'split' (for an algorithm that
             reads each client's rows by id; any other one always gets a copy per device).
   'replicated'  a whole copy on every device: no fetches (the faster of the two on a 2-device CPU
-            mesh: 0.061 vs 0.065-0.095 s/round at C = 100, 0.58 vs 0.65 at C = 1000), D times the memory.
+            mesh: 0.057 vs 0.062 s/round at C = 100, 0.58 vs 0.61 at C = 1000, WORKSPACE.md "Every
+            core"), D times the memory.
   'split'   split over the devices (`placement.shard_rows`: one copy in all, K / D clients per
             device); each device fetches its clients' rows from their owners in bounded blocks.
-            Needs an algorithm with `lazy_inputs` (FedAvg's streaming round).
-  The device placements give the same numbers bit for bit.
+            Needs an algorithm with `lazy_inputs` (FedAvg's streaming round). The three device
+            placements give the same numbers bit for bit.
   'host'    they stay in host memory (numpy or memmap, see `fedjax_lab.data.host`); each round's
             cohort is drawn with the same key (hence the same clients), gathered on the host and
             transferred by a background thread while the previous round computes, and one jitted
